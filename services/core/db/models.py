@@ -1,0 +1,243 @@
+"""The tables: workflows, schedules, executions, step runs and integrations.
+
+Every timestamp is a UTC `timestamptz`. Enumerations are stored as text with CHECK constraints so
+the database itself refuses a status the code does not know.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Trigger(StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    BACKFILL = "backfill"
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMED_OUT,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.SKIPPED,
+    }
+)
+ACTIVE_STATUSES: frozenset[str] = frozenset(
+    {ExecutionStatus.PENDING, ExecutionStatus.STARTING, ExecutionStatus.RUNNING}
+)
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class Catchup(StrEnum):
+    LATEST = "latest"
+    ALL = "all"
+    NONE = "none"
+
+
+class Overlap(StrEnum):
+    ALLOW = "allow"
+    SKIP = "skip"
+    REPLACE = "replace"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+def _uuid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Workflow(Base):
+    __tablename__ = "workflows"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    # The validated, normalised definition (SPEC §4), as applied.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint(_in("catchup", Catchup), name="catchup"),
+        CheckConstraint(_in("overlap", Overlap), name="overlap"),
+        CheckConstraint("jitter_seconds BETWEEN 0 AND 900", name="jitter"),
+        CheckConstraint("catchup_window_seconds >= 0", name="catchup_window"),
+        # The dispatcher's hot query: enabled schedules by their next fire time.
+        Index(
+            "ix_schedules_due",
+            "next_run_at",
+            postgresql_where=text("enabled"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflows.id", ondelete="RESTRICT"), index=True
+    )
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    input: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    catchup: Mapped[str] = mapped_column(String(16), default=Catchup.LATEST.value)
+    catchup_window_seconds: Mapped[int] = mapped_column(Integer, default=86400)
+    overlap: Mapped[str] = mapped_column(String(16), default=Overlap.ALLOW.value)
+    jitter_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    # The earliest fire time not yet dispatched (UTC).
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    workflow: Mapped[Workflow] = relationship(lazy="joined")
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    __table_args__ = (
+        CheckConstraint(_in("status", ExecutionStatus), name="status"),
+        CheckConstraint(_in("trigger", Trigger), name="trigger"),
+        CheckConstraint("attempt >= 1", name="attempt"),
+        # Overlap checks and the reconciler look for a schedule's / the platform's live runs.
+        Index(
+            "ix_executions_active",
+            "schedule_id",
+            "status",
+            postgresql_where=text("status IN ('pending', 'starting', 'running')"),
+        ),
+        Index("ix_executions_workflow_created", "workflow_id", "created_at"),
+        Index("ix_executions_created", "created_at"),
+        # The dispatcher's retry query.
+        Index(
+            "ix_executions_retry_due",
+            "next_retry_at",
+            postgresql_where=text("next_retry_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflows.id", ondelete="CASCADE")
+    )
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("schedules.id", ondelete="SET NULL")
+    )
+    trigger: Mapped[str] = mapped_column(String(16))
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dedup_key: Mapped[str] = mapped_column(String(512), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.PENDING.value)
+    input: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    output: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_name: Mapped[str | None] = mapped_column(String(63))
+    # When the next attempt is due (set on failure while attempts remain; cleared once enqueued).
+    next_retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    workflow: Mapped[Workflow] = relationship(lazy="joined")
+    steps: Mapped[list[StepRun]] = relationship(
+        back_populates="execution", order_by="StepRun.position", cascade="all, delete-orphan"
+    )
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "step_id"),
+        CheckConstraint(_in("status", StepStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE")
+    )
+    step_id: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    output: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    execution: Mapped[Execution] = relationship(back_populates="steps")
+
+
+class Integration(Base):
+    __tablename__ = "integrations"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    # The credential type (bearer, basic, header, query) is not secret; everything else is.
+    type: Mapped[str] = mapped_column(String(16))
+    # Authenticated ciphertext of the whole credential JSON under INTEGRATION_ENCRYPTION_KEY.
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,42 @@
+"""Engines and sessions: one engine per database URL per process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.core.settings import normalize_database_url
+
+
+@lru_cache(maxsize=8)
+def engine_for(database_url: str) -> Engine:
+    """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived spawner."""
+    return create_engine(
+        normalize_database_url(database_url),
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+    )
+
+
+@lru_cache(maxsize=8)
+def session_factory(database_url: str) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(database_url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(database_url: str) -> Iterator[Session]:
+    """A session that commits when the block succeeds and rolls back when it raises."""
+    session = session_factory(database_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
