@@ -1,0 +1,39 @@
+# Workflow Runtime — developer entry points. `make run` and `make test` each create the
+# virtualenv and install everything on first use (one pip resolver run).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast lint bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole platform on this machine (embedded Postgres + SQS), examples applied.
+run: $(STAMP)
+	$(BIN)/wfctl local up --examples
+
+## The whole test suite (embedded Postgres unless TEST_DATABASE_URL is set).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Everything but the slow end-to-end cases.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check services infra tests bench
+
+## Speed and memory targets (not part of the test suite).
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,25 @@
+"""`wfctl dispatch`: one dispatcher tick (the CronJob's command)."""
+
+from __future__ import annotations
+
+import typer
+
+from services.cli.context import settings, work_queue
+from services.core.db.session import session_factory
+from services.core.errors import UserError
+from services.core.messages import parse_utc_iso
+from services.scheduling.dispatcher import tick
+
+
+def dispatch(
+    now: str | None = typer.Option(None, "--now", help="Pretend the tick runs at this ISO-8601 time"),
+) -> None:
+    """Enqueue due fire times and due retries, advance the schedules, print one summary line."""
+    current = None
+    if now is not None:
+        try:
+            current = parse_utc_iso(now)
+        except ValueError:
+            raise UserError("now", f"{now!r} is not an ISO-8601 time with an offset (e.g. 2026-11-28T09:00:00Z)") from None
+    summary = tick(session_factory(settings().require_database_url()), work_queue(), now=current)
+    typer.echo(summary.line())

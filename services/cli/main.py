@@ -1,0 +1,61 @@
+"""`wfctl`: the command line of Workflow Runtime (SPEC §6).
+
+Commands are thin: parse → call a service function → render. Errors a user can fix are one line
+on stderr with exit status 2; configuration errors exit 2 as well; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+from services.cli import db, dispatch, executions, run, schedules, workflows
+from services.core.errors import ConfigError, UserError
+
+app = typer.Typer(
+    name="wfctl",
+    help="Workflow Runtime: run workflows on cron schedules, one Kubernetes Job per run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(workflows.app, name="workflows")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(executions.app, name="executions")
+app.command("run")(run.run_workflow)
+app.command("dispatch")(dispatch.dispatch)
+
+USAGE_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run wfctl with `argv`; returns the exit status instead of exiting (for tests)."""
+    try:
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except UserError as error:
+        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        return USAGE_ERROR
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as error:
+        message = error.format_message()
+        context = getattr(error, "ctx", None)
+        usage = f" (see '{context.command_path} --help')" if context is not None else ""
+        print(f"error: {message}{usage}", file=sys.stderr)
+        return error.exit_code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

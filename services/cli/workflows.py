@@ -1,0 +1,69 @@
+"""`wfctl workflows`: apply, list and show workflow definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from services.cli.context import database
+from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.core.errors import UserError
+from services.core.workflows import apply_workflow, get_workflow, list_workflows, parse_workflow
+
+app = typer.Typer(help="Workflow definitions (YAML or JSON).", no_args_is_help=True)
+
+
+@app.command("apply")
+def apply(
+    file: Path = typer.Option(..., "--file", "-f", help="Workflow file (YAML or JSON), or - for stdin"),
+) -> None:
+    """Create or update a workflow by its name."""
+    if str(file) == "-":
+        import sys
+
+        text = sys.stdin.read()
+    else:
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
+    definition = parse_workflow(text, source=str(file))
+    with database() as session:
+        workflow, created = apply_workflow(session, definition)
+        typer.echo(f"workflow {workflow.name} {'created' if created else 'applied'} (version {workflow.version})")
+
+
+@app.command("list")
+def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """List workflows."""
+    with database() as session:
+        rows = [
+            {
+                "id": w.id,
+                "name": w.name,
+                "version": w.version,
+                "steps": len(w.definition["steps"]),
+                "timeout_seconds": w.timeout_seconds,
+                "updated_at": w.updated_at,
+            }
+            for w in list_workflows(session)
+        ]
+    emit_rows(rows, ["name", "version", "steps", "timeout_seconds", "updated_at"], output)
+
+
+@app.command("show")
+def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Show one workflow with its definition."""
+    with database() as session:
+        workflow = get_workflow(session, name)
+        data = {
+            "id": workflow.id,
+            "name": workflow.name,
+            "version": workflow.version,
+            "timeout_seconds": workflow.timeout_seconds,
+            "created_at": workflow.created_at,
+            "updated_at": workflow.updated_at,
+            "definition": workflow.definition,
+        }
+    emit_object(data, output)

@@ -1,0 +1,83 @@
+"""Embedded stand-ins for the real services, for one machine (SPEC §8) and for the tests.
+
+PostgreSQL comes from `pgserver` (a real server binary in a data folder we own); SQS from moto's
+server mode on 127.0.0.1 (real HTTP, the same boto3 calls as AWS). Both are optional
+dependencies (`workflow-runtime[local]`), imported only when used.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.core.settings import DEFAULT_REGION
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_postgres(data_dir: Path) -> tuple[Any, str]:
+    """Start (or reuse) an embedded PostgreSQL in `data_dir`; returns (server, postgresql:// URL).
+
+    The server is stopped when the returned object is cleaned up or the process exits.
+    """
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    return server, server.get_uri()
+
+
+@dataclass
+class EmbeddedSqs:
+    """A moto SQS server on 127.0.0.1."""
+
+    server: Any
+    endpoint_url: str
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_sqs(port: int | None = None) -> EmbeddedSqs:
+    from moto.server import ThreadedMotoServer
+
+    chosen = port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=chosen, verbose=False)
+    server.start()
+    return EmbeddedSqs(server=server, endpoint_url=f"http://127.0.0.1:{chosen}")
+
+
+def create_queues(client: Any, name: str, max_receive_count: int = 5) -> tuple[str, str]:
+    """Create (or find) a queue and its DLQ with a redrive policy; returns (queue_url, dlq_url)."""
+    import json
+
+    dlq_url = client.create_queue(
+        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(14 * 86400)}
+    )["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    queue_url = client.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+            ),
+        },
+    )["QueueUrl"]
+    return queue_url, dlq_url
+
+
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_REGION": DEFAULT_REGION,
+    "AWS_DEFAULT_REGION": DEFAULT_REGION,
+}

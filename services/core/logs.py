@@ -1,0 +1,63 @@
+"""Structured logs: one event per line; JSON when `LOG_FORMAT=json` (set in the cluster).
+
+Pass context with `extra=` (e.g. `log.info("step finished", extra={"execution_id": ..., "step_id": ...})`);
+every extra field becomes a JSON key, so `kubectl logs` lines can be filtered by execution.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "message": record.getMessage(),
+        }
+        event.update(_extras(record))
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        line = f"{datetime.fromtimestamp(record.created, UTC):%H:%M:%S} {record.levelname.lower():7} {record.getMessage()}"
+        if extras:
+            line += f" {extras}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(service: str, level: str | None = None) -> None:
+    """Log to stderr, JSON when LOG_FORMAT=json, at LOG_LEVEL (default INFO)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "httpx", "httpcore", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

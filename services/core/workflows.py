@@ -1,0 +1,112 @@
+"""Workflow definitions: parse YAML/JSON, validate against the shipped JSON Schema, store by name."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.core.db.models import Workflow
+from services.core.errors import NotFoundError, UserError
+
+SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
+DEFAULT_TIMEOUT_SECONDS = 300
+DEFAULT_RETRY = {"max_attempts": 1, "backoff_seconds": 60, "backoff_multiplier": 2}
+
+
+@lru_cache(maxsize=1)
+def workflow_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    parts = []
+    for part in error.absolute_path:
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(parts).lstrip(".") or "workflow"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown field")
+    if error.validator == "not" and "json" in str(error.instance) and "body" in str(error.instance):
+        return "give either json or body, not both"
+    return error.message
+
+
+def load_document(text: str, source: str = "workflow") -> Any:
+    """Parse YAML (a superset of JSON) into Python data; a syntax error names the source."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(source, f"not valid YAML or JSON{where}") from None
+
+
+def validate_workflow(document: Any) -> dict[str, Any]:
+    """Validate a definition and return it normalised, with defaults filled in.
+
+    Raises `UserError` whose field is the JSON path of the first problem (e.g. `steps[1].with.url`).
+    """
+    if not isinstance(document, dict):
+        raise UserError("workflow", "must be a mapping with name and steps")
+    validator = jsonschema.Draft202012Validator(workflow_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # The deepest error is the most specific one to show.
+        error = max(errors, key=lambda e: len(e.absolute_path))
+        raise UserError(_field_path(error), _describe(error))
+    seen: set[str] = set()
+    for index, step in enumerate(document["steps"]):
+        if step["id"] in seen:
+            raise UserError(f"steps[{index}].id", f"duplicate step id {step['id']!r}")
+        seen.add(step["id"])
+    normalised = dict(document)
+    normalised["timeout_seconds"] = document.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    normalised["retry"] = {**DEFAULT_RETRY, **document.get("retry", {})}
+    normalised["steps"] = [{"with": {}, **step} for step in document["steps"]]
+    return normalised
+
+
+def parse_workflow(text: str, source: str = "workflow") -> dict[str, Any]:
+    return validate_workflow(load_document(text, source))
+
+
+def apply_workflow(session: Session, definition: dict[str, Any]) -> tuple[Workflow, bool]:
+    """Create or update a workflow by name; returns (workflow, created)."""
+    existing = session.scalar(select(Workflow).where(Workflow.name == definition["name"]).with_for_update())
+    if existing is None:
+        workflow = Workflow(
+            name=definition["name"],
+            definition=definition,
+            timeout_seconds=definition["timeout_seconds"],
+            version=1,
+        )
+        session.add(workflow)
+        session.flush()
+        return workflow, True
+    if existing.definition != definition:
+        existing.definition = definition
+        existing.timeout_seconds = definition["timeout_seconds"]
+        existing.version += 1
+        existing.updated_at = datetime.now(UTC)
+    return existing, False
+
+
+def get_workflow(session: Session, name: str) -> Workflow:
+    workflow = session.scalar(select(Workflow).where(Workflow.name == name))
+    if workflow is None:
+        raise NotFoundError("workflow", f"no workflow named {name!r}")
+    return workflow
+
+
+def list_workflows(session: Session) -> list[Workflow]:
+    return list(session.scalars(select(Workflow).order_by(Workflow.name)))

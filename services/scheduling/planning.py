@@ -1,0 +1,69 @@
+"""Which fire times a dispatcher tick enqueues: catch-up, window and jitter, with no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.core.db.models import Catchup
+
+# A fire time first seen more than this long after it is "missed" (SPEC §4).
+MISSED_AFTER = timedelta(seconds=60)
+# `catchup: all` enqueues at most this many missed times per tick, oldest first.
+MAX_CATCHUP_PER_TICK = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one tick does for one schedule."""
+
+    to_send: tuple[datetime, ...]
+    dropped: tuple[datetime, ...]
+    # Where the schedule resumes: the first fire time not handled by this tick, or None when
+    # every due time was handled (the caller then uses the next fire time after `now`).
+    resume_from: datetime | None
+
+
+def plan_fire_times(
+    due: Sequence[datetime],
+    now: datetime,
+    catchup: Catchup | str,
+    window_seconds: int,
+) -> Plan:
+    """Split the due fire times (sorted, all <= now) into those to send and those to drop.
+
+    * Times older than the catch-up window are never run.
+    * Times seen within 60 s are on time and always sent.
+    * Missed times: `latest` sends one run, for the most recent one, unless an on-time run is
+      already being sent; `all` sends every one, oldest first, at most 100 per tick; `none`
+      drops them.
+    """
+    policy = Catchup(catchup)
+    window_start = now - timedelta(seconds=window_seconds)
+    expired = tuple(t for t in due if t < window_start)
+    eligible = [t for t in due if t >= window_start]
+    missed = [t for t in eligible if now - t > MISSED_AFTER]
+    on_time = [t for t in eligible if now - t <= MISSED_AFTER]
+    if policy == Catchup.ALL:
+        if len(missed) > MAX_CATCHUP_PER_TICK:
+            sent = missed[:MAX_CATCHUP_PER_TICK]
+            return Plan(tuple(sent), expired, resume_from=missed[MAX_CATCHUP_PER_TICK])
+        return Plan(tuple(missed + on_time), expired, resume_from=None)
+    if policy == Catchup.LATEST and missed and not on_time:
+        return Plan((missed[-1],), expired + tuple(missed[:-1]), resume_from=None)
+    return Plan(tuple(on_time), expired + tuple(missed), resume_from=None)
+
+
+def jitter_delay(schedule_id: uuid.UUID, fire_time: datetime, jitter_seconds: int) -> int:
+    """A deterministic delay in [0, jitter_seconds] for one fire time of one schedule.
+
+    Deterministic so a re-sent message (after a crash) is delayed the same, and spread by a hash
+    so schedules sharing an expression do not all start in the same second.
+    """
+    if jitter_seconds <= 0:
+        return 0
+    digest = hashlib.sha256(f"{schedule_id}:{fire_time.isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (jitter_seconds + 1)
