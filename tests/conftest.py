@@ -7,6 +7,7 @@ session (so parallel runs never collide) and dropped afterwards. Without it, an 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -79,6 +80,7 @@ def session(db: str) -> Iterator[Session]:
 @pytest.fixture(scope="session")
 def sqs_endpoint() -> Iterator[str]:
     """moto's SQS server on 127.0.0.1, reached over HTTP like AWS."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     previous = {key: os.environ.get(key) for key in DUMMY_AWS_ENV}
     os.environ.update(DUMMY_AWS_ENV)
     embedded = start_sqs()

@@ -8,7 +8,12 @@ from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.db.models import ExecutionStatus
 from services.core.errors import NotFoundError, UserError
-from services.core.executions import execution_detail, execution_summary, find_execution, list_executions
+from services.core.executions import (
+    execution_detail,
+    execution_summary,
+    find_execution,
+    list_executions,
+)
 from services.core.workflows import get_workflow
 
 app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)

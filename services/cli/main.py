@@ -30,6 +30,19 @@ app.command("run")(run.run_workflow)
 app.command("dispatch")(dispatch.dispatch)
 
 USAGE_ERROR = 2
+SERVICE_ERROR = 1
+# Failures of the services we talk to (unreachable database or queue, refused request): one
+# line for the user, not a traceback. Matched by module so the runner never imports boto3.
+_SERVICE_ERROR_MODULES = ("botocore.", "sqlalchemy.exc", "psycopg", "services.core.queue", "urllib3.")
+
+
+def _is_service_error(error: Exception) -> bool:
+    return any(type(error).__module__.startswith(m) for m in _SERVICE_ERROR_MODULES)
+
+
+def _one_line(error: Exception) -> str:
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage = f" (see '{context.command_path} --help')" if context is not None else ""
         print(f"error: {message}{usage}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        if not _is_service_error(error):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return SERVICE_ERROR
 
 
 def run() -> None:

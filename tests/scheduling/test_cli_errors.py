@@ -1,0 +1,133 @@
+"""SPEC §6: bad input of any kind gets a one-line error naming the field, exit 2, no change."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from services.core.db.session import engine_for
+
+GOOD_WORKFLOW = """
+name: good
+steps:
+  - {id: hello, type: log, with: {message: "hi"}}
+"""
+BIG_INPUT = json.dumps({"blob": "x" * (256 * 1024)})
+
+
+def snapshot(database_url: str, queues) -> dict[str, object]:
+    with engine_for(database_url).connect() as conn:
+        state: dict[str, object] = {
+            table: conn.execute(text(f"SELECT count(*), coalesce(max(updated_at)::text, '') FROM {table}")).one()
+            for table in ("workflows", "schedules", "executions")
+        }
+    attributes = queues.client.get_queue_attributes(
+        QueueUrl=queues.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    state["queue"] = attributes["ApproximateNumberOfMessages"]
+    return state
+
+
+@pytest.fixture
+def seeded(db, queues, wfctl, tmp_path: Path):
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD_WORKFLOW)
+    assert wfctl("workflows", "apply", "-f", str(path)).code == 0
+    assert wfctl("schedules", "create", "existing", "--workflow", "good", "--cron", "0 9 * * *").code == 0
+    return tmp_path
+
+
+BAD_COMMANDS = [
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "61 * * * *"], "cron"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "* * *"], "cron"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 0 L * *"], "cron"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--timezone", "Mars/Base"], "timezone"),
+    (["schedules", "create", "s1", "--workflow", "missing", "--cron", "0 9 * * *"], "workflow"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--input", "[1]"], "input"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--input", "{bad"], "input"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--input", BIG_INPUT], "input"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--catchup", "some"], "catchup"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--overlap", "queue"], "overlap"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--jitter", "901"], "jitter"),
+    (["schedules", "create", "Bad Name", "--workflow", "good", "--cron", "0 9 * * *"], "name"),
+    (["schedules", "create", "existing", "--workflow", "good", "--cron", "0 9 * * *"], "name"),
+    (["schedules", "show", "nope"], "schedule"),
+    (["schedules", "pause", "nope"], "schedule"),
+    (["schedules", "resume", "nope"], "schedule"),
+    (["schedules", "delete", "nope"], "schedule"),
+    (["schedules", "next", "existing", "--count", "0"], "count"),
+    (["schedules", "backfill", "existing", "--from", "yesterday", "--to", "2026-11-02T00:00:00Z"], "from"),
+    (["schedules", "backfill", "existing", "--from", "2026-11-03T00:00:00Z", "--to", "2026-11-02T00:00:00Z"], "to"),
+    (["run", "missing"], "workflow"),
+    (["run", "good", "--input", BIG_INPUT], "input"),
+    (["run", "good", "--input", "not json"], "input"),
+    (["run", "good", "--input", "\"a string\""], "input"),
+    (["workflows", "show", "missing"], "workflow"),
+    (["executions", "show", "00000000-0000-0000-0000-000000000000"], "execution"),
+    (["executions", "list", "--status", "done"], "status"),
+    (["executions", "list", "--workflow", "missing"], "workflow"),
+    (["dispatch", "--now", "noon"], "now"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_COMMANDS, ids=[" ".join(a[:3])[:40] + f"-{f}" for a, f in BAD_COMMANDS])
+def test_bad_input_is_one_line_naming_the_field_and_changes_nothing(seeded, db, queues, wfctl, args, field) -> None:
+    before = snapshot(db, queues)
+    result = wfctl(*args)
+    assert result.code == 2, (result.out, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(f"error: {field}"), lines[0]
+    assert snapshot(db, queues) == before
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ("name: [unclosed", "bad.yaml"),
+        ("- just\n- a list", "workflow"),
+        ("name: ok\nsteps: []", "steps"),
+        ("name: ok\nsteps: [{id: a, type: http, with: {}}]", "steps[0].with"),
+        ("name: ok\nsteps: [{id: a, type: log, with: {message: x}}, {id: a, type: log, with: {message: y}}]", "steps[1].id"),
+        ("name: ok\ntimeout_seconds: 90000\nsteps: [{id: a, type: log, with: {message: x}}]", "timeout_seconds"),
+        ("name: ok\nretry: {max_attempts: 0}\nsteps: [{id: a, type: log, with: {message: x}}]", "retry.max_attempts"),
+        ("name: ok\nsteps: [{id: a, type: log, with: {message: x}, colour: red}]", "steps[0]"),
+        ("name: ok\nsteps: [{id: 1a, type: log, with: {message: x}}]", "steps[0].id"),
+    ],
+)
+def test_malformed_workflows_are_refused(seeded, db, queues, wfctl, document, field) -> None:
+    path = seeded / "bad.yaml"
+    path.write_text(document)
+    before = snapshot(db, queues)
+    result = wfctl("workflows", "apply", "-f", str(path))
+    assert result.code == 2
+    assert result.err.strip().startswith(f"error: {path if field == 'bad.yaml' else field}"), result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert snapshot(db, queues) == before
+
+
+def test_missing_file_is_a_one_line_error(seeded, wfctl) -> None:
+    result = wfctl("workflows", "apply", "-f", "/nonexistent/workflow.yaml")
+    assert result.code == 2 and result.err.startswith("error: file: cannot read")
+
+
+def test_missing_configuration_is_named(wfctl, monkeypatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    result = wfctl("workflows", "list")
+    assert result.code == 2 and "DATABASE_URL is not set" in result.err
+
+
+def test_the_real_console_entry_prints_no_traceback(db, queues) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "schedules", "create", "x", "--workflow", "w", "--cron", "99 * * * *"],
+        capture_output=True, text=True, timeout=60, env=os.environ.copy(),
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: cron: minute field: 99 is outside 0-59"

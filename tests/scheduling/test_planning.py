@@ -1,0 +1,74 @@
+"""Catch-up, window and jitter decisions, without I/O."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.scheduling.planning import MAX_CATCHUP_PER_TICK, jitter_delay, plan_fire_times
+
+NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
+
+
+def minutes_ago(*minutes: int) -> list[datetime]:
+    return sorted(NOW.replace(second=0) - timedelta(minutes=m) for m in minutes)
+
+
+def test_on_time_fire_time_is_sent_under_every_policy() -> None:
+    for policy in ("latest", "all", "none"):
+        plan = plan_fire_times(minutes_ago(0), NOW, policy, 86400)
+        assert plan.to_send == tuple(minutes_ago(0)), policy
+
+
+def test_latest_sends_only_the_most_recent_missed_time() -> None:
+    plan = plan_fire_times(minutes_ago(30, 20, 10), NOW, "latest", 86400)
+    assert plan.to_send == (minutes_ago(10)[0],)
+    assert len(plan.dropped) == 2
+
+
+def test_latest_with_an_on_time_run_sends_that_one_run() -> None:
+    plan = plan_fire_times(minutes_ago(20, 10, 0), NOW, "latest", 86400)
+    assert plan.to_send == (minutes_ago(0)[0],)
+
+
+def test_all_sends_every_missed_time_oldest_first() -> None:
+    due = minutes_ago(30, 20, 10, 0)
+    plan = plan_fire_times(due, NOW, "all", 86400)
+    assert plan.to_send == tuple(due)
+    assert plan.resume_from is None
+
+
+def test_all_is_capped_per_tick_and_resumes_where_it_stopped() -> None:
+    due = minutes_ago(*range(150, 0, -1))
+    plan = plan_fire_times(due, NOW, "all", 86400)
+    assert plan.to_send == tuple(due[:MAX_CATCHUP_PER_TICK])
+    assert plan.resume_from == due[MAX_CATCHUP_PER_TICK]
+
+
+def test_none_drops_missed_times() -> None:
+    plan = plan_fire_times(minutes_ago(30, 20), NOW, "none", 86400)
+    assert plan.to_send == ()
+    assert len(plan.dropped) == 2
+
+
+def test_times_older_than_the_window_never_run() -> None:
+    plan = plan_fire_times(minutes_ago(120, 50, 40), NOW, "all", 3600)
+    assert plan.to_send == tuple(minutes_ago(50, 40))
+    assert plan.dropped == tuple(minutes_ago(120))
+
+
+def test_a_fire_time_seen_more_than_60s_late_is_missed() -> None:
+    exactly_60 = [NOW - timedelta(seconds=60)]
+    assert plan_fire_times(exactly_60, NOW, "none", 86400).to_send == tuple(exactly_60)
+    late = [NOW - timedelta(seconds=61)]
+    assert plan_fire_times(late, NOW, "none", 86400).to_send == ()
+
+
+def test_jitter_is_deterministic_and_bounded() -> None:
+    schedule_id = uuid.uuid4()
+    fire_time = NOW.replace(second=0)
+    delays = {jitter_delay(schedule_id, fire_time + timedelta(minutes=i), 900) for i in range(200)}
+    assert all(0 <= d <= 900 for d in delays)
+    assert len(delays) > 100  # spread, not constant
+    assert jitter_delay(schedule_id, fire_time, 900) == jitter_delay(schedule_id, fire_time, 900)
+    assert jitter_delay(schedule_id, fire_time, 0) == 0
