@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import click
 import typer
 
-from services.cli import db, dispatch, executions, run, schedules, workflows
+from services.cli import db, dispatch, executions, local, run, schedules, workflows
 from services.core.errors import ConfigError, UserError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(executions.app, name="executions")
+app.add_typer(local.app, name="local")
 app.command("run")(run.run_workflow)
 app.command("dispatch")(dispatch.dispatch)
 

@@ -45,8 +45,11 @@ class EmbeddedSqs:
 
 
 def start_sqs(port: int | None = None) -> EmbeddedSqs:
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     chosen = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=chosen, verbose=False)
     server.start()
