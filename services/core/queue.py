@@ -70,30 +70,39 @@ class Queue:
         self.client = client
         self.url = url
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> int:
-        """Send every message or raise `QueueError`; returns how many were sent."""
-        sent = 0
-        for batch in batches_of(messages):
-            entries = []
-            for index, message in enumerate(batch):
-                entry: dict[str, Any] = {
-                    "Id": str(index),
-                    "MessageBody": message.body,
-                    "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, message.delay_seconds)),
+    def send_batch(self, messages: Sequence[OutgoingMessage], parallelism: int = 8) -> int:
+        """Send every message or raise `QueueError`; returns how many were sent.
+
+        SendMessageBatch calls run on up to `parallelism` threads (boto3 clients are thread-safe),
+        so a tick with thousands of fire times is bound by SQS latency / parallelism.
+        """
+        batches = batches_of(messages)
+        if len(batches) <= 1 or parallelism <= 1:
+            return sum(self._send_one_batch(batch) for batch in batches)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(batches))) as pool:
+            return sum(pool.map(self._send_one_batch, batches))
+
+    def _send_one_batch(self, batch: list[OutgoingMessage]) -> int:
+        entries = []
+        for index, message in enumerate(batch):
+            entry: dict[str, Any] = {
+                "Id": str(index),
+                "MessageBody": message.body,
+                "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, message.delay_seconds)),
+            }
+            if message.attributes:
+                entry["MessageAttributes"] = {
+                    key: {"DataType": "String", "StringValue": value} for key, value in message.attributes.items()
                 }
-                if message.attributes:
-                    entry["MessageAttributes"] = {
-                        key: {"DataType": "String", "StringValue": value}
-                        for key, value in message.attributes.items()
-                    }
-                entries.append(entry)
-            response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
-            failed = response.get("Failed") or []
-            if failed:
-                reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed[:3])
-                raise QueueError(f"SQS refused {len(failed)} of {len(entries)} messages ({reasons})")
-            sent += len(entries)
-        return sent
+            entries.append(entry)
+        response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
+        failed = response.get("Failed") or []
+        if failed:
+            reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed[:3])
+            raise QueueError(f"SQS refused {len(failed)} of {len(entries)} messages ({reasons})")
+        return len(entries)
 
     def send(self, message: OutgoingMessage) -> None:
         self.send_batch([message])
