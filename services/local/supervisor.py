@@ -116,7 +116,13 @@ class LocalPlatform:
         return {**os.environ, **self.env}
 
     def _start_spawner(self) -> None:
-        command = [*WFCTL, "spawn", "--launcher", "local", "--concurrency", str(self.options.concurrency), "--health-port", "0"]
+        command = [
+            *WFCTL, "spawn", "--launcher", "local",
+            "--max-local-runs", str(self.options.concurrency),
+            # Short long-polls keep Ctrl-C snappy; health on loopback only.
+            "--wait-seconds", "5", "--reconcile-seconds", "10",
+            "--health-host", "127.0.0.1", "--health-port", "0",
+        ]
         logs = open(self.state.root / "spawner.log", "ab")  # noqa: SIM115 - lives as long as the child
         # A session of its own: Ctrl-C in the terminal reaches the supervisor only, which then
         # stops the children in order.
