@@ -182,7 +182,7 @@ class Run:
                 raise PreparationError(f"steps[{spec.position}].integration: no integration named {spec.integration!r}")
         try:
             keyring = keyring_from_value(self.config.encryption_keys)
-            return {name: unseal(ciphertext, keyring, name) for name, ciphertext in stored.items()}
+            return {name: unseal(stored[name], keyring, name) for name in sorted(stored)}
         except EncryptionKeyError as error:
             raise PreparationError(str(error)) from None
 
