@@ -220,3 +220,25 @@ def test_custom_step_type_from_an_entry_point(run_workflow) -> None:
         "name: custom\nsteps: [{id: s, type: shout, with: {text: '{{ input.w }}'}}]", input={"w": "hey"}, registry=registry
     )
     assert code == 0 and execution.output == "HEY!"
+
+
+def test_example_custom_step_package_through_its_entry_point(run_workflow, monkeypatch) -> None:
+    """The example package's entry point, as importlib.metadata would report it once installed."""
+    import sys
+    import tomllib
+    from importlib.metadata import EntryPoint
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "custom-step"
+    monkeypatch.syspath_prepend(str(example))
+    declared = tomllib.loads((example / "pyproject.toml").read_text())["project"]["entry-points"]["workflow_runtime.steps"]
+    entry_points = {name: EntryPoint(name, value, "workflow_runtime.steps") for name, value in declared.items()}
+    monkeypatch.setattr("services.runtime.steps.registry.discover_entry_points", lambda: entry_points)
+    code, execution, steps = run_workflow(
+        "name: slugs\nsteps:\n  - {id: slug, type: slugify, with: {text: '{{ input.title }}'}}\n"
+        "  - {id: bad, type: slugify, with: {text: ''}}",
+        input={"title": "Hello, World!"},
+    )
+    sys.modules.pop("wfr_custom_step.slugify", None)
+    assert steps[0].output == {"slug": "hello-world"}
+    assert code == 1 and execution.error == "step 'bad' failed: ValueError: with.text must be a non-empty string"

@@ -65,7 +65,8 @@ def _load_builtin(reference: str) -> Any:
 
 
 class StepRegistry:
-    def __init__(self, discover: Callable[[], Mapping[str, Any]] = discover_entry_points) -> None:
+    def __init__(self, discover: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        # None: ask importlib.metadata (looked up when first needed, so tests can patch it).
         self._discover = discover
         self._plugins: Mapping[str, Any] | None = None
         self._loaded: dict[str, Step] = {}
@@ -79,7 +80,7 @@ class StepRegistry:
         if name in BUILTIN_STEPS:
             return as_step(_load_builtin(BUILTIN_STEPS[name]), name)
         if self._plugins is None:
-            self._plugins = self._discover()
+            self._plugins = (self._discover or discover_entry_points)()
         entry_point = self._plugins.get(name)
         if entry_point is None:
             raise UnknownStepType(
