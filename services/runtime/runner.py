@@ -208,7 +208,8 @@ class Run:
                 return self.stopped_verdict(None)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return Verdict("timed_out", EXIT_FAILED, error=f"workflow timed out after {workflow.timeout_seconds:g}s before step {spec.id!r}")
+                error = f"workflow timed out after {workflow.timeout_seconds:g}s before step {spec.id!r}"
+                return Verdict("timed_out", EXIT_FAILED, error=error)
             verdict, output, ran = self.run_step(prepared, spec, data, remaining)
             if verdict is not None:
                 return verdict
@@ -263,7 +264,8 @@ class Run:
             if own_limit:
                 return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} {message}"), None, True
             timeout = prepared.workflow.timeout_seconds
-            return Verdict("timed_out", EXIT_FAILED, error=f"workflow timed out after {timeout:g}s during step {spec.id!r}"), None, True
+            error = f"workflow timed out after {timeout:g}s during step {spec.id!r}"
+            return Verdict("timed_out", EXIT_FAILED, error=error), None, True
         if result.error is not None:
             message = one_line(redact.text(_describe(result.error)))
             failed_output = getattr(result.error, "output", None)

@@ -8,7 +8,13 @@ import logging
 import pytest
 
 from services.runtime.limits import (
-    MAX_INPUT_BYTES, MAX_OUTPUT_BYTES, InputError, bound_output, check_input, json_safe, parse_input,
+    MAX_INPUT_BYTES,
+    MAX_OUTPUT_BYTES,
+    InputError,
+    bound_output,
+    check_input,
+    json_safe,
+    parse_input,
 )
 from services.runtime.netguard import NetworkPolicyError, check_url
 from services.runtime.redaction import REDACTED, Redactor, redacting_logs

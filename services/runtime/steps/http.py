@@ -48,7 +48,10 @@ def apply_credential(
         raise StepError(f"unsupported credential type {kind!r}")
 
 
-def _request_parts(params: Mapping[str, Any]) -> tuple[str, str, dict[str, str], dict[str, Any], float, list[int] | None]:
+RequestParts = tuple[str, str, dict[str, str], dict[str, Any], float, list[int] | None]
+
+
+def _request_parts(params: Mapping[str, Any]) -> RequestParts:
     method = str(params.get("method") or "GET").upper()
     if method not in METHODS:
         raise StepError(f"with.method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
