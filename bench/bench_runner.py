@@ -98,9 +98,8 @@ def first_step_time(stderr: str) -> float:
 
 def run_once(url: str) -> tuple[float, float, float]:
     workflow_id, execution_id = new_execution(url)
-    env = {
-        **os.environ, "DATABASE_URL": url, "WORKFLOW_ID": workflow_id, "EXECUTION_ID": execution_id, "LOG_FORMAT": "json",
-    }
+    env = {**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"}
+    env.update(WORKFLOW_ID=workflow_id, EXECUTION_ID=execution_id)
     with tempfile.TemporaryFile() as err:
         started = time.time()
         process = subprocess.Popen([sys.executable, "-m", "services.cli", "execute"], cwd=ROOT, env=env, stderr=err)
