@@ -2,33 +2,21 @@
 
 Commands are thin: parse → call a service function → render. Errors a user can fix are one line
 on stderr with exit status 2; configuration errors exit 2 as well; bugs keep their traceback.
+
+`wfctl execute` (the runner Job's command, started once per execution) takes a fast path that
+skips typer, rich and every other command module: nothing heavy is imported before the runner.
+The typer app is built on first use for everything else (`wfctl execute --help` included).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-import click
-import typer
-
-from services.cli import db, dispatch, executions, local, run, schedules, workflows
-from services.core.errors import ConfigError, UserError
-
-app = typer.Typer(
-    name="wfctl",
-    help="Workflow Runtime: run workflows on cron schedules, one Kubernetes Job per run.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(db.app, name="db")
-app.add_typer(workflows.app, name="workflows")
-app.add_typer(schedules.app, name="schedules")
-app.add_typer(executions.app, name="executions")
-app.add_typer(local.app, name="local")
-app.command("run")(run.run_workflow)
-app.command("dispatch")(dispatch.dispatch)
+if TYPE_CHECKING:
+    import typer
 
 USAGE_ERROR = 2
 SERVICE_ERROR = 1
@@ -46,10 +34,60 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
 
 
+@lru_cache(maxsize=1)
+def build_app() -> typer.Typer:
+    import typer
+
+    from services.cli import db, dispatch, execute, executions, integrations, local, run, schedules, workflows
+
+    app = typer.Typer(
+        name="wfctl",
+        help="Workflow Runtime: run workflows on cron schedules, one Kubernetes Job per run.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.add_typer(db.app, name="db")
+    app.add_typer(workflows.app, name="workflows")
+    app.add_typer(schedules.app, name="schedules")
+    app.add_typer(executions.app, name="executions")
+    app.add_typer(integrations.app, name="integrations")
+    app.add_typer(local.app, name="local")
+    app.command("run")(run.run_workflow)
+    app.command("dispatch")(dispatch.dispatch)
+    app.command("execute")(execute.execute)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`services.cli.main.app` still works; it is built lazily."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
+
+
+def is_fast_execute(args: Sequence[str]) -> bool:
+    """Exactly `wfctl execute`: the runner, which must start without the CLI framework."""
+    return list(args) == ["execute"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run wfctl with `argv`; returns the exit status instead of exiting (for tests)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if is_fast_execute(args):
+        from services.cli.execute import execute
+
+        return execute()
+    return _main_typer(args)
+
+
+def _main_typer(args: list[str]) -> int:
+    import click
+
+    from services.core.errors import ConfigError, UserError
+
     try:
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        result = build_app()(args=args, standalone_mode=False)
         return result if isinstance(result, int) else 0
     except UserError as error:
         print(f"error: {error.field}: {error.message}", file=sys.stderr)

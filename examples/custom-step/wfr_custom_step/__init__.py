@@ -1,0 +1,1 @@
+"""Example custom step types for Workflow Runtime."""

@@ -1,0 +1,71 @@
+"""`wfctl integrations`: named credentials for `http` steps, encrypted at rest."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from services.cli.context import database
+from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+from services.core.credentials import validate_credential
+from services.core.crypto import generate_key, keyring_from_env
+from services.core.errors import UserError
+from services.core.integrations import check_name, list_integrations, rotate_key, set_integration
+from services.core.workflows import load_document
+
+app = typer.Typer(help="Credentials for http steps (encrypted with INTEGRATION_ENCRYPTION_KEY).", no_args_is_help=True)
+
+
+def _read(file: Path) -> str:
+    if str(file) == "-":
+        return sys.stdin.read()
+    try:
+        return file.read_text()
+    except OSError as exc:
+        raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
+
+
+@app.command("set")
+def set_(
+    name: str,
+    file: Path = typer.Option(..., "--file", "-f", help="Credential file (JSON or YAML), or - for stdin"),
+) -> None:
+    """Create or replace integration NAME from a credential file.
+
+    One of {"type": "bearer", "token"}, {"type": "basic", "username", "password"},
+    {"type": "header", "name", "value"}, {"type": "query", "name", "value"}.
+    """
+    check_name(name)
+    credential = validate_credential(load_document(_read(file), source=str(file)), field="file")
+    keyring = keyring_from_env()
+    with database() as session:
+        created = set_integration(session, name, credential, keyring)
+    typer.echo(f"integration {name} {'created' if created else 'updated'} ({credential['type']})")
+
+
+@app.command("list")
+def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """List integrations: name, type and when they changed (never the credential)."""
+    with database() as session:
+        rows = list_integrations(session)
+    emit_rows(rows, ["name", "type", "updated_at"], output)
+
+
+@app.command("rotate-key")
+def rotate() -> None:
+    """Re-encrypt every integration under the first key of INTEGRATION_ENCRYPTION_KEY.
+
+    Rotation: prepend a new key (NEW,OLD) everywhere, run this, then remove OLD.
+    """
+    keyring = keyring_from_env()
+    with database() as session:
+        count = rotate_key(session, keyring)
+    typer.echo(f"re-encrypted {count} integration{'s' if count != 1 else ''} under the first key")
+
+
+@app.command("generate-key")
+def generate() -> None:
+    """Print a new random encryption key (for INTEGRATION_ENCRYPTION_KEY)."""
+    typer.echo(generate_key())

@@ -1,0 +1,152 @@
+"""`http`: one HTTP request; output `{status, headers, body}` (body parsed when JSON).
+
+`with`: `method` (GET), `url`, `headers`, `query`, `json` or `body`, `timeout_seconds` (30),
+`expect_status` (list; default any 2xx). With `integration: NAME` the request authenticates
+with that credential: bearer → `Authorization: Bearer …`, basic → `Authorization: Basic …`,
+header → the named header, query → the named query parameter.
+
+Every request, redirects included, passes the network policy (`netguard`) first. The response
+body is read in chunks up to 10 MiB, checking for cancellation between chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from services.runtime.netguard import NetworkPolicyError, check_url
+from services.runtime.steps.base import StepContext, StepError
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+DEFAULT_TIMEOUT_SECONDS = 30.0
+MAX_REDIRECTS = 5
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+BODY_SNIPPET_CHARS = 200
+
+
+def apply_credential(
+    credential: Mapping[str, str] | None, headers: dict[str, str], query: dict[str, Any]
+) -> None:
+    """Add the integration's authentication to the request's headers or query (in place)."""
+    if credential is None:
+        return
+    kind = credential["type"]
+    if kind == "bearer":
+        headers["Authorization"] = f"Bearer {credential['token']}"
+    elif kind == "basic":
+        pair = f"{credential['username']}:{credential['password']}".encode()
+        headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+    elif kind == "header":
+        headers[credential["name"]] = credential["value"]
+    elif kind == "query":
+        query[credential["name"]] = credential["value"]
+    else:
+        raise StepError(f"unsupported credential type {kind!r}")
+
+
+RequestParts = tuple[str, str, dict[str, str], dict[str, Any], float, list[int] | None]
+
+
+def _request_parts(params: Mapping[str, Any]) -> RequestParts:
+    method = str(params.get("method") or "GET").upper()
+    if method not in METHODS:
+        raise StepError(f"with.method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
+    url = params.get("url")
+    if not isinstance(url, str) or not url:
+        raise StepError("with.url must be a non-empty string")
+    headers = params.get("headers") or {}
+    query = params.get("query") or {}
+    if not isinstance(headers, Mapping) or not isinstance(query, Mapping):
+        raise StepError("with.headers and with.query must be mappings")
+    if "json" in params and "body" in params:
+        raise StepError("give either with.json or with.body, not both")
+    try:
+        timeout = float(params.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+    except (TypeError, ValueError):
+        raise StepError("with.timeout_seconds must be a number") from None
+    expect = params.get("expect_status")
+    if expect is not None and (not isinstance(expect, list) or not all(isinstance(s, int) for s in expect)):
+        raise StepError("with.expect_status must be a list of status codes")
+    return method, url, {str(k): str(v) for k, v in headers.items()}, dict(query), timeout, expect
+
+
+def _decode_body(response: httpx.Response, content: bytes) -> Any:
+    text = content.decode(response.encoding or "utf-8", errors="replace")
+    if "json" in response.headers.get("content-type", "").lower():
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _read_limited(response: httpx.Response, context: StepContext) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        context.check_cancelled()
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise StepError(f"response body exceeds {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _where(url: httpx.URL) -> str:
+    """The URL without its query string (which may hold an API key)."""
+    return f"{url.scheme}://{url.host}{':' + str(url.port) if url.port else ''}{url.path}"
+
+
+class HttpStep:
+    def run(self, params: Mapping[str, Any], context: StepContext) -> dict[str, Any]:
+        method, url, headers, query, timeout, expect = _request_parts(params)
+        apply_credential(context.credential, headers, query)
+
+        def guard(request: httpx.Request) -> None:
+            context.check_cancelled()
+            try:
+                check_url(str(request.url), context.deny_private_networks)
+            except NetworkPolicyError as error:
+                raise StepError(str(error)) from None
+
+        guard(httpx.Request(method, url))
+        body: dict[str, Any] = {}
+        if "json" in params:
+            body["json"] = params["json"]
+        elif "body" in params:
+            body["content"] = str(params["body"]).encode()
+        try:
+            with httpx.Client(
+                timeout=timeout,
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                trust_env=False,
+                event_hooks={"request": [guard]},
+            ) as client:
+                with client.stream(method, url, headers=headers, params=query or None, **body) as response:
+                    content = _read_limited(response, context)
+        except StepError:
+            raise
+        except httpx.TimeoutException:
+            raise StepError(f"{method} {_where(httpx.URL(url))} timed out after {timeout:g}s") from None
+        except httpx.HTTPError as error:
+            raise StepError(f"{method} {_where(httpx.URL(url))} failed: {type(error).__name__}: {error}") from None
+        output = {
+            "status": response.status_code,
+            "headers": dict(response.headers.items()),
+            "body": _decode_body(response, content),
+        }
+        ok = response.status_code in expect if expect else 200 <= response.status_code < 300
+        if not ok:
+            snippet = content[:BODY_SNIPPET_CHARS].decode("utf-8", errors="replace")
+            wanted = ", ".join(map(str, expect)) if expect else "2xx"
+            raise StepError(
+                f"{method} {_where(response.request.url)} returned {response.status_code} "
+                f"(expected {wanted}): {snippet}",
+                output=output,
+            )
+        return output

@@ -1,0 +1,224 @@
+"""The http step against a local server, integrations via wfctl, and redaction end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from sqlalchemy import text
+
+from services.core.crypto import generate_key
+from services.core.db.models import Base
+from services.core.db.session import engine_for
+
+SECRETS = {
+    "bearer": {"type": "bearer", "token": "tok-BEARER-4f9a"},
+    "basic": {"type": "basic", "username": "user-7c1e", "password": "pw-BASIC-91b2"},
+    "header": {"type": "header", "name": "X-Api-Key", "value": "hdr-VALUE-33d0"},
+    "query": {"type": "query", "name": "api_key", "value": "qry/VALUE+5e&x"},
+}
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    value = generate_key()
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", value)
+    return value
+
+
+def set_integration(wfctl, tmp_path, name: str, credential: dict) -> None:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(credential))
+    result = wfctl("integrations", "set", name, "-f", str(path))
+    assert result.code == 0, result.err
+
+
+def dump_database(db: str) -> str:
+    """Every row of every table, as text."""
+    chunks = []
+    with engine_for(db).connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            for row in conn.execute(text(f'SELECT * FROM "{table.name}"')):
+                chunks.append(repr(tuple(bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else v for v in row)))
+    return "\n".join(chunks)
+
+
+def test_http_get_json_and_text(run_workflow, http_server) -> None:
+    code, execution, steps = run_workflow(f"""
+name: fetch
+steps:
+  - {{id: fetch, type: http, with: {{url: "{http_server.url}/items", query: {{page: 2}}, headers: {{X-Trace: abc}}}}}}
+  - {{id: count, type: transform, with: {{expression: "length(steps.fetch.output.body.items)"}}}}
+  - {{id: words, type: http, with: {{url: "{http_server.url}/text"}}}}
+""")
+    assert code == 0, execution.error
+    fetch = steps[0].output
+    assert fetch["status"] == 200 and fetch["body"] == {"items": [1, 2, 3]}
+    assert fetch["headers"]["content-type"] == "application/json"
+    assert steps[1].output == 3
+    assert steps[2].output["body"] == "plain words"
+    assert http_server.requests[0].query == {"page": ["2"]}
+    assert http_server.requests[0].headers["X-Trace"] == "abc"
+
+
+def test_http_post_json_body_and_templated_method(run_workflow, http_server) -> None:
+    code, execution, steps = run_workflow(f"""
+name: post
+steps:
+  - {{id: send, type: http, with: {{method: "{{{{ input.m }}}}", url: "{http_server.url}/echo", json: {{n: "{{{{ input.n }}}}"}}}}}}
+  - {{id: raw, type: http, with: {{method: PUT, url: "{http_server.url}/echo", body: "plain"}}}}
+""", input={"m": "POST", "n": 5})
+    assert code == 0, execution.error
+    assert steps[0].output["body"]["method"] == "POST"
+    assert json.loads(steps[0].output["body"]["body"]) == {"n": 5}
+    assert steps[1].output["body"]["body"] == "plain"
+
+
+def test_http_unexpected_status_fails_and_keeps_the_response(run_workflow, http_server) -> None:
+    code, execution, steps = run_workflow(f"""
+name: notfound
+steps:
+  - {{id: get, type: http, with: {{url: "{http_server.url}/status/500"}}}}
+""")
+    assert code == 1
+    assert execution.error.startswith(f"step 'get' failed: GET {http_server.url}/status/500 returned 500 (expected 2xx)")
+    assert steps[0].output["status"] == 500 and steps[0].output["body"] == {"error": "nope"}
+    code, execution, _ = run_workflow(f"""
+name: expected
+steps:
+  - {{id: get, type: http, with: {{url: "{http_server.url}/status/404", expect_status: [404]}}}}
+""")
+    assert code == 0, execution.error
+
+
+def test_http_refusals(run_workflow, http_server) -> None:
+    cases = {
+        "http://169.254.169.254/latest/meta-data/": "cloud metadata address",
+        "file:///etc/passwd": "only http and https URLs are allowed",
+        f"{http_server.url}/redirect-metadata": "cloud metadata address",
+    }
+    for index, (url, reason) in enumerate(cases.items()):
+        code, execution, _ = run_workflow(f"name: ssrf{index}\nsteps: [{{id: get, type: http, with: {{url: '{url}'}}}}]")
+        assert code == 1 and reason in execution.error, execution.error
+    code, execution, _ = run_workflow(
+        f"name: private\nsteps: [{{id: get, type: http, with: {{url: '{http_server.url}/items'}}}}]",
+        RUNNER_DENY_PRIVATE_NETWORKS="1",
+    )
+    assert code == 1 and "private or loopback address" in execution.error
+    assert all(r.path != "/latest/meta-data/" for r in http_server.requests)
+
+
+def test_http_timeout_is_a_step_failure(run_workflow) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    try:
+        port = listener.getsockname()[1]
+        code, execution, _ = run_workflow(
+            f"name: hang\nsteps: [{{id: get, type: http, with: {{url: 'http://127.0.0.1:{port}/', timeout_seconds: 0.3}}}}]"
+        )
+    finally:
+        listener.close()
+    assert code == 1 and execution.error == f"step 'get' failed: GET http://127.0.0.1:{port}/ timed out after 0.3s"
+
+
+def test_integrations_cli_set_list_and_validation(db, wfctl, tmp_path, key) -> None:
+    set_integration(wfctl, tmp_path, "items-api", SECRETS["bearer"])
+    set_integration(wfctl, tmp_path, "items-api", SECRETS["header"])  # replace
+    listed = wfctl("integrations", "list", "--output", "json")
+    assert listed.code == 0
+    assert [(r["name"], r["type"]) for r in listed.json()] == [("items-api", "header")]
+    assert "hdr-VALUE" not in listed.out and "hdr-VALUE" not in wfctl("integrations", "list").out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "bearer"}')
+    result = wfctl("integrations", "set", "x", "-f", str(bad))
+    assert result.code == 2 and result.err.strip() == "error: file.token: is required and must be a non-empty string"
+    bad.write_text('{"type": "oauth"}')
+    assert "file.type: must be one of bearer, basic, header, query" in wfctl("integrations", "set", "x", "-f", str(bad)).err
+
+
+def test_missing_or_wrong_key_is_one_line(db, wfctl, tmp_path, monkeypatch) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(SECRETS["bearer"]))
+    monkeypatch.delenv("INTEGRATION_ENCRYPTION_KEY", raising=False)
+    result = wfctl("integrations", "set", "a", "-f", str(path))
+    assert result.code == 2 and result.err.strip().startswith("error: INTEGRATION_ENCRYPTION_KEY is not set")
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", "not-a-key")
+    result = wfctl("integrations", "set", "a", "-f", str(path))
+    assert result.code == 2 and "key 1 of 1 is not a valid key" in result.err and "Traceback" not in result.err
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", generate_key())
+    assert wfctl("integrations", "set", "a", "-f", str(path)).code == 0
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", generate_key())
+    result = wfctl("integrations", "rotate-key")
+    assert result.code == 2 and result.err.strip() == (
+        "error: integration 'a' cannot be decrypted with any key in INTEGRATION_ENCRYPTION_KEY (wrong key?)"
+    )
+
+
+def test_rotation_keeps_every_integration_readable(db, wfctl, tmp_path, monkeypatch, run_workflow, http_server) -> None:
+    old = generate_key()
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", old)
+    for kind, credential in SECRETS.items():
+        set_integration(wfctl, tmp_path, f"api-{kind}", credential)
+    new = generate_key()
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", f"{new},{old}")
+    result = wfctl("integrations", "rotate-key")
+    assert result.code == 0 and result.out.strip() == "re-encrypted 4 integrations under the first key"
+    # Readable with the new key alone; the old one no longer decrypts anything.
+    steps = "\n".join(
+        f"  - {{id: {kind}, type: http, integration: api-{kind}, with: {{url: '{http_server.url}/echo'}}}}" for kind in SECRETS
+    )
+    code, execution, _ = run_workflow(f"name: rotated\nsteps:\n{steps}", INTEGRATION_ENCRYPTION_KEY=new)
+    assert code == 0, execution.error
+    code, execution, _ = run_workflow(f"name: oldkey\nsteps:\n{steps}", INTEGRATION_ENCRYPTION_KEY=old)
+    assert code == 1 and execution.error == (
+        "cannot run: integration 'api-basic' cannot be decrypted with any key in INTEGRATION_ENCRYPTION_KEY (wrong key?)"
+    )
+    code, execution, _ = run_workflow(f"name: nokey\nsteps:\n{steps}", INTEGRATION_ENCRYPTION_KEY="")
+    assert code == 1 and execution.error.startswith("cannot run: INTEGRATION_ENCRYPTION_KEY is not set")
+
+
+def test_auth_is_applied_and_never_persisted_or_logged(
+    db, wfctl, tmp_path, key, run_workflow, http_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    for kind, credential in SECRETS.items():
+        set_integration(wfctl, tmp_path, f"api-{kind}", credential)
+    workflow = f"""
+name: echo-secrets
+steps:
+  - {{id: bearer, type: http, integration: api-bearer, with: {{url: "{http_server.url}/echo"}}}}
+  - {{id: basic, type: http, integration: api-basic, with: {{url: "{http_server.url}/echo"}}}}
+  - {{id: header, type: http, integration: api-header, with: {{url: "{http_server.url}/echo"}}}}
+  - {{id: query, type: http, integration: api-query, with: {{url: "{http_server.url}/echo", query: {{page: 1}}}}}}
+  - {{id: say, type: log, with: {{message: "echoed {{{{ steps.bearer.output.body.headers.Authorization }}}}"}}}}
+  - {{id: boom, type: fail, with: {{message: "query was {{{{ steps.query.output.body.query }}}}"}}}}
+"""
+    with caplog.at_level(logging.DEBUG):
+        code, execution, steps = run_workflow(workflow, INTEGRATION_ENCRYPTION_KEY=key)
+    assert code == 1 and execution.error.startswith("step 'boom' failed: query was")
+    # The server saw the real credentials.
+    seen = {r.path + str(i): r for i, r in enumerate(http_server.requests)}
+    requests = list(seen.values())
+    assert requests[0].headers["Authorization"] == "Bearer tok-BEARER-4f9a"
+    assert requests[1].headers["Authorization"].startswith("Basic ")
+    assert requests[2].headers["X-Api-Key"] == "hdr-VALUE-33d0"
+    assert requests[3].query == {"page": ["1"], "api_key": ["qry/VALUE+5e&x"]}
+    # Nothing stored or logged reveals them.
+    stored = dump_database(db)
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "[redacted]" in stored and "[redacted]" in logged
+    for credential in SECRETS.values():
+        for field in ("token", "username", "password", "value"):
+            if field in credential:
+                secret = credential[field]
+                assert secret not in stored, field
+                assert secret not in logged, field
+                assert json.dumps(secret)[1:-1] not in stored
+    import base64
+
+    basic = base64.b64encode(b"user-7c1e:pw-BASIC-91b2").decode()
+    assert basic not in stored and basic not in logged
+    assert "qry%2FVALUE%2B5e%26x" not in stored and "qry%2FVALUE%2B5e%26x" not in logged

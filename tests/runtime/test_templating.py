@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from services.runtime.templating import TemplateError, evaluate_condition, render_value, with_paths
+
+CONTEXT = {
+    "input": with_paths({"who": "ada", "n": 2, "items": [1, 2]}, "input"),
+    "steps": with_paths({"count": {"output": 3, "status": "succeeded"}, "data": {"output": {"items": [7]}}}, "steps"),
+    "execution": {"id": "e1", "attempt": 1, "trigger": "manual", "scheduled_for": None},
+    "workflow": {"name": "wf"},
+}
+
+
+def test_single_expression_keeps_json_types() -> None:
+    rendered = render_value(
+        {"n": "{{ steps.count.output }}", "list": "{{ input.items }}", "none": "{{ execution.scheduled_for }}",
+         "obj": "{{ steps.data.output }}", "text": "{{ steps.count.output }} items", "plain": 5},
+        CONTEXT,
+    )
+    assert rendered == {"n": 3, "list": [1, 2], "none": None, "obj": {"items": [7]}, "text": "3 items", "plain": 5}
+    assert type(rendered["obj"]) is dict
+
+
+def test_renders_recursively_including_keys_and_lists() -> None:
+    rendered = render_value({"h-{{ input.who }}": ["{{ workflow.name }}", {"deep": "{{ input.n * 2 }}"}]}, CONTEXT)
+    assert rendered == {"h-ada": ["wf", {"deep": 4}]}
+
+
+def test_mapping_keys_win_over_methods() -> None:
+    assert render_value("{{ steps.data.output.items }}", CONTEXT) == [7]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ steps.cuont.output }}", "steps.cuont is undefined"),
+        ("{{ input.missing }}", "input.missing is undefined"),
+        ("hello {{ nobody }}", "'nobody' is undefined"),
+        ("{{ ().__class__.__mro__ }}", "unsafe"),
+        ("{{ oops", "unexpected end of template"),
+    ],
+)
+def test_errors_name_the_field_and_variable(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        render_value({"message": template}, CONTEXT)
+    assert caught.value.field == "with.message"
+    assert message in caught.value.message
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (True, True), (False, False),
+        ("{{ steps.count.output > 0 }}", True), ("{{ steps.count.output > 5 }}", False),
+        ("steps.count.output == 3", True), ("input.who == 'bob'", False),
+        ("{{ 'false' }}", False), ("{{ '' }}", False), ("{{ input.items }}", True), ("{{ [] }}", False),
+    ],
+)
+def test_if_truthiness(condition: str | bool, expected: bool) -> None:
+    assert evaluate_condition(condition, CONTEXT) is expected
