@@ -61,8 +61,10 @@ if stack.images.build:
         Images(
             "images",
             ImagesArgs(
-                context_dir=str(REPO_ROOT),
-                dockerfile=str(REPO_ROOT / "images" / "Dockerfile"),
+                # Relative to the project directory (Pulumi's working directory), so the inputs
+                # are the same on every checkout and do not cause spurious image updates.
+                context_dir=".",
+                dockerfile="images/Dockerfile",
                 services=config.SERVICES,
                 tag=stack.images.tag or source_fingerprint(REPO_ROOT),
                 registry=stack.images.registry,

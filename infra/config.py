@@ -142,6 +142,15 @@ def _optional(config: pulumi.Config, key: str) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
+def _required(config: pulumi.Config, key: str) -> str:
+    """A required plain string. Pulumi.yaml gives optional keys an empty default, so an empty
+    value counts as missing here and fails with the same error `config.require` raises."""
+    value = _optional(config, key)
+    if value is None:
+        raise pulumi.ConfigMissingError(config.full_key(key), secret=False)
+    return value
+
+
 def _int_in_range(config: pulumi.Config, key: str, default: int, low: int, high: int) -> int:
     value = config.get_int(key, default)
     if not low <= value <= high:
@@ -165,7 +174,7 @@ def _load_aws(config: pulumi.Config) -> AwsConfig:
     irsa: IrsaConfig | None = None
     if mode is AwsMode.LOCALSTACK:
         localstack = LocalStackConfig(
-            endpoint_url=config.require("awsEndpointUrl"),
+            endpoint_url=_required(config, "awsEndpointUrl"),
             provider_endpoint_url=_optional(config, "awsProviderEndpointUrl")
             or "http://localhost:4566",
             # LocalStack accepts any credentials; they are still delivered through a Secret so
@@ -175,8 +184,8 @@ def _load_aws(config: pulumi.Config) -> AwsConfig:
         )
     else:
         irsa = IrsaConfig(
-            oidc_provider_arn=config.require("oidcProviderArn"),
-            oidc_provider_url=config.require("oidcProviderUrl"),
+            oidc_provider_arn=_required(config, "oidcProviderArn"),
+            oidc_provider_url=_required(config, "oidcProviderUrl"),
         )
     return AwsConfig(region=region, mode=mode, localstack=localstack, irsa=irsa)
 
@@ -209,7 +218,7 @@ def _load_images(config: pulumi.Config, aws_mode: AwsMode) -> ImageConfig:
     prebuilt: dict[str, str] = {}
     if not build:
         # Building is skipped, so every service needs a given image reference.
-        prebuilt = {service: config.require(f"{service}Image") for service in SERVICES}
+        prebuilt = {service: _required(config, f"{service}Image") for service in SERVICES}
     platform = _optional(config, "imagePlatform")
     return ImageConfig(
         build=build,
