@@ -21,6 +21,9 @@ PROJECT = "workflow-runtime"
 #: The three services, in the order images are built and exported. Each is a Dockerfile target.
 SERVICES: tuple[str, ...] = ("dispatcher", "spawner", "runner")
 
+#: LocalStack's conventional dummy credential, for both the key id and the secret key.
+LOCALSTACK_DUMMY_CREDENTIAL = "test"
+
 # SQS limits (seconds / counts) used to validate the queue settings.
 _SQS_MAX_VISIBILITY_TIMEOUT = 43_200
 _SQS_MIN_RETENTION = 60
@@ -177,10 +180,10 @@ def _load_aws(config: pulumi.Config) -> AwsConfig:
             endpoint_url=_required(config, "awsEndpointUrl"),
             provider_endpoint_url=_optional(config, "awsProviderEndpointUrl")
             or "http://localhost:4566",
-            # LocalStack accepts any credentials; they are still delivered through a Secret so
-            # that no pod spec carries a credential-shaped value in plain text.
-            access_key_id=config.get_secret("localstackAccessKeyId", "test"),
-            secret_access_key=config.get_secret("localstackSecretAccessKey", "test"),
+            # LocalStack accepts any credentials. They are still handled as secrets and reach
+            # pods through a Secret, so local and production pod specs have the same shape.
+            access_key_id=pulumi.Output.secret(LOCALSTACK_DUMMY_CREDENTIAL),
+            secret_access_key=pulumi.Output.secret(LOCALSTACK_DUMMY_CREDENTIAL),
         )
     else:
         irsa = IrsaConfig(

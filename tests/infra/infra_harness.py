@@ -68,6 +68,8 @@ class Recorded:
     inputs: dict[str, Any]
     provider: str | None
     urn: str = ""
+    #: URN of the parent resource (a component, or the root stack).
+    parent_urn: str = ""
 
     @property
     def props(self) -> dict[str, Any]:
@@ -224,6 +226,18 @@ PRODUCTION_STACK_FILE = REPO_ROOT / "docs" / "Pulumi.production.example.yaml"
 # --- Running the program -------------------------------------------------------------------
 
 
+class ParentRecordingMonitor(MockMonitor):
+    """The stock mock monitor, plus the parent of every registration (Mocks do not see it)."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.parents: dict[tuple[str, str], str] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        self.parents[(request.type, request.name)] = request.parent
+        return super().RegisterResource(request)
+
+
 def _urns_by_type_and_name(monitor: MockMonitor) -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for urn in monitor.resources:
@@ -232,14 +246,18 @@ def _urns_by_type_and_name(monitor: MockMonitor) -> dict[tuple[str, str], str]:
     return found
 
 
-def run_program(config: dict[str, str], stack: str = "local") -> ProgramRun:
-    """Execute `__main__.py` under mocks with `config`; exceptions from the program propagate."""
-    mocks = RecordingMocks()
-    monitor = MockMonitor(mocks)
+def _configure(config: dict[str, str], stack: str, monitor: MockMonitor, mocks: Mocks) -> None:
     # A fresh root stack per run, so exports from an earlier run do not carry over.
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys=list(TEST_SECRETS))
+
+
+def run_program(config: dict[str, str], stack: str = "local") -> ProgramRun:
+    """Execute `__main__.py` under mocks with `config`; exceptions from the program propagate."""
+    mocks = RecordingMocks()
+    monitor = ParentRecordingMonitor(mocks)
+    _configure(config, stack, monitor, mocks)
 
     exports: dict[str, Any] = {}
 
@@ -254,7 +272,24 @@ def run_program(config: dict[str, str], stack: str = "local") -> ProgramRun:
     urns = _urns_by_type_and_name(monitor)
     for recorded in mocks.resources:
         recorded.urn = urns.get((recorded.type, recorded.name), "")
+        recorded.parent_urn = monitor.parents.get((recorded.type, recorded.name), "")
     return ProgramRun(resources=mocks.resources, exports=exports)
+
+
+def load_stack_config(config: dict[str, str], stack: str = "local") -> Any:
+    """`infra.config.load()` alone, with `config` as the stack configuration."""
+    from infra import config as infra_config
+
+    mocks = RecordingMocks()
+    _configure(config, stack, MockMonitor(mocks), mocks)
+    loaded: list[Any] = []
+
+    @pulumi.runtime.test
+    def execute() -> None:
+        loaded.append(infra_config.load())
+
+    execute()
+    return loaded[0]
 
 
 def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
