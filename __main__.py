@@ -48,7 +48,9 @@ secrets = PlatformSecrets(
         database_url=stack.database_url,
         integration_encryption_key=stack.integration_encryption_key,
         aws_credentials=(
-            AwsCredentials(stack.aws.localstack.access_key_id, stack.aws.localstack.secret_access_key)
+            AwsCredentials(
+                stack.aws.localstack.access_key_id, stack.aws.localstack.secret_access_key
+            )
             if stack.aws.localstack
             else None
         ),

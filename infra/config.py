@@ -140,7 +140,7 @@ class StackConfig:
 
 
 def _optional(config: pulumi.Config, key: str) -> str | None:
-    """A string key where unset and empty mean the same (Pulumi.yaml defaults optional keys to "")."""
+    """A string key; unset and empty are the same (Pulumi.yaml defaults optional keys to "")."""
     value = config.get(key)
     return value.strip() if value and value.strip() else None
 

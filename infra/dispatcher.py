@@ -13,8 +13,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import env, names, pod_security
-from infra.config import ResourceSpec
 from infra.aws_access import AwsAccess
+from infra.config import ResourceSpec
 from infra.labels import component_labels
 
 SCHEDULE = "* * * * *"
@@ -78,7 +78,10 @@ class Dispatcher(pulumi.ComponentResource):
                 env.plain("LOG_FORMAT", "json"),
             ],
             resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={"cpu": args.resources.cpu_request, "memory": args.resources.memory_request},
+                requests={
+                    "cpu": args.resources.cpu_request,
+                    "memory": args.resources.memory_request,
+                },
                 limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
             ),
             security_context=pod_security.container_security_context(),

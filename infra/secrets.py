@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from infra import env, names
 from infra.labels import component_labels
 
+
 @dataclass(frozen=True)
 class AwsCredentials:
     """Static AWS keys; only used for LocalStack, which needs some but checks none."""

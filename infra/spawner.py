@@ -14,8 +14,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import env, names, pod_security
-from infra.config import ResourceSpec
 from infra.aws_access import AwsAccess
+from infra.config import ResourceSpec
 from infra.labels import component_labels
 
 HEALTH_PORT = 8080
@@ -146,7 +146,10 @@ class Spawner(pulumi.ComponentResource):
                 failure_threshold=3,
             ),
             resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={"cpu": args.resources.cpu_request, "memory": args.resources.memory_request},
+                requests={
+                    "cpu": args.resources.cpu_request,
+                    "memory": args.resources.memory_request,
+                },
                 limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
             ),
             security_context=pod_security.container_security_context(),

@@ -78,9 +78,7 @@ class Recorded:
 
     @property
     def is_kubernetes_object(self) -> bool:
-        return self.type.startswith("kubernetes:") and not self.type.startswith(
-            "kubernetes:helm"
-        )
+        return self.type.startswith("kubernetes:") and not self.type.startswith("kubernetes:helm")
 
     def manifest(self) -> dict[str, Any]:
         """The Kubernetes object this resource applies: the inputs are the object."""

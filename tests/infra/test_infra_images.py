@@ -88,8 +88,9 @@ def test_prebuilt_refs_skip_the_build(prebuilt_run: ProgramRun) -> None:
     assert prebuilt_run.of_type(IMAGE) == []
     assert prebuilt_run.exports["runnerImage"].startswith("registry.example/wr/runner@sha256:")
     template = prebuilt_run.one("kubernetes:core/v1:PodTemplate").props
-    assert template["template"]["spec"]["containers"][0]["image"] == (
-        prebuilt_run.exports["runnerImage"]
+    assert (
+        template["template"]["spec"]["containers"][0]["image"]
+        == (prebuilt_run.exports["runnerImage"])
     )
 
 

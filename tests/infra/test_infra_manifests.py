@@ -30,6 +30,7 @@ def test_validation_is_strict() -> None:
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(manifest, KUBERNETES_VERSIONS[0], strict=True)
 
+
 EXPECTED_KINDS = {
     "Namespace",
     "Secret",
@@ -50,7 +51,9 @@ def validate(manifest: dict[str, Any], version: str) -> None:
         kubernetes_validate.validate(manifest, version, strict=True)
     except kubernetes_validate.ValidationError as error:
         location = "/".join(str(part) for part in error.absolute_path)
-        pytest.fail(f"{kind}/{name} is invalid for Kubernetes {version} at {location}: {error.message}")
+        pytest.fail(
+            f"{kind}/{name} is invalid for Kubernetes {version} at {location}: {error.message}"
+        )
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)

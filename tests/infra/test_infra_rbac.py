@@ -13,7 +13,10 @@ ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 def normalised(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(
         (
-            {key: sorted(value) if isinstance(value, list) else value for key, value in rule.items()}
+            {
+                key: sorted(value) if isinstance(value, list) else value
+                for key, value in rule.items()
+            }
             for rule in rules
         ),
         key=lambda rule: (rule["apiGroups"], rule["resources"]),

@@ -50,9 +50,7 @@ def test_labels_select_runner_jobs(template: dict[str, Any]) -> None:
     assert template["template"]["metadata"]["labels"]["app"] == "workflow-runner"
 
 
-def test_image_is_the_built_runner_image(
-    any_run: ProgramRun, container: dict[str, Any]
-) -> None:
+def test_image_is_the_built_runner_image(any_run: ProgramRun, container: dict[str, Any]) -> None:
     assert container["image"] == any_run.exports["runnerImage"]
     assert container["imagePullPolicy"] == "IfNotPresent"
 

@@ -53,9 +53,7 @@ def test_secret_values_in_secrets_are_pulumi_secrets(any_run: ProgramRun) -> Non
 
 def test_secret_keys_and_names(any_run: ProgramRun) -> None:
     secrets = {r.props["metadata"]["name"]: r.props for r in any_run.of_type(SECRET)}
-    assert secrets["workflow-runtime-database"]["stringData"] == {
-        "DATABASE_URL": TEST_DATABASE_URL
-    }
+    assert secrets["workflow-runtime-database"]["stringData"] == {"DATABASE_URL": TEST_DATABASE_URL}
     assert secrets["workflow-runtime-encryption-key"]["stringData"] == {
         "INTEGRATION_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY
     }

@@ -94,9 +94,7 @@ def test_every_component_is_declared(any_run: ProgramRun) -> None:
 
 
 def test_children_are_parented_and_named_after_their_component(any_run: ProgramRun) -> None:
-    components = {
-        r.urn: r.name for r in any_run.resources if r.type.startswith(COMPONENT_PREFIX)
-    }
+    components = {r.urn: r.name for r in any_run.resources if r.type.startswith(COMPONENT_PREFIX)}
     for recorded in any_run.resources:
         if recorded.type.startswith(("pulumi:providers:", COMPONENT_PREFIX)):
             continue
@@ -128,8 +126,10 @@ def test_kubernetes_context_comes_from_the_stack(
     assert local_run.one("pulumi:providers:kubernetes").props["context"] == (
         "kind-workflow-runtime"
     )
-    assert production_run.one("pulumi:providers:kubernetes").props["context"].startswith(
-        "arn:aws:eks:"
+    assert (
+        production_run.one("pulumi:providers:kubernetes")
+        .props["context"]
+        .startswith("arn:aws:eks:")
     )
 
 
