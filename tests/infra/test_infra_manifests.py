@@ -13,8 +13,9 @@ import uuid
 from typing import Any
 
 import kubernetes_validate
+import yaml
 import pytest
-from infra_harness import ProgramRun
+from infra_harness import REPO_ROOT, ProgramRun
 
 KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 
@@ -107,3 +108,18 @@ def test_a_job_built_from_the_template_is_valid(any_run: ProgramRun, version: st
     job = job_from_template(template)
     assert len(job["metadata"]["name"]) <= 63  # a label value and DNS name limit
     validate(job, version)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_shipped_postgres_manifest_validates(version: str) -> None:
+    """docs/postgres.yaml, which docs/deploy.md applies to the kind cluster."""
+    documents = list(yaml.safe_load_all((REPO_ROOT / "docs" / "postgres.yaml").read_text()))
+    assert {doc["kind"] for doc in documents} == {
+        "Namespace",
+        "Secret",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+    }
+    for document in documents:
+        validate(document, version)
