@@ -13,8 +13,8 @@ import uuid
 from typing import Any
 
 import kubernetes_validate
-import yaml
 import pytest
+import yaml
 from infra_harness import REPO_ROOT, ProgramRun
 
 KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
