@@ -41,7 +41,7 @@ queue = WorkQueue(
     in_aws,
 )
 
-secrets = PlatformSecrets(
+platform_secrets = PlatformSecrets(
     "secrets",
     PlatformSecretsArgs(
         namespace=namespace.name,
@@ -84,8 +84,8 @@ runner = RunnerTemplate(
         namespace=namespace.name,
         image=image_refs["runner"],
         resources=stack.runner_resources,
-        database_secret_name=secrets.database_secret_name,
-        encryption_key_secret_name=secrets.encryption_key_secret_name,
+        database_secret_name=platform_secrets.database_secret_name,
+        encryption_key_secret_name=platform_secrets.encryption_key_secret_name,
     ),
     in_cluster,
 )
@@ -95,7 +95,7 @@ access = aws_access.service_access(
     namespace=stack.namespace,
     queue_arn=queue.queue_arn,
     dlq_arn=queue.dlq_arn,
-    aws_credentials_secret_name=secrets.aws_credentials_secret_name,
+    aws_credentials_secret_name=platform_secrets.aws_credentials_secret_name,
     opts=in_aws,
 )
 
@@ -105,7 +105,7 @@ Dispatcher(
         namespace=namespace.name,
         image=image_refs["dispatcher"],
         queue_url=queue.queue_url,
-        database_secret_name=secrets.database_secret_name,
+        database_secret_name=platform_secrets.database_secret_name,
         aws_access=access.dispatcher,
     ),
     in_cluster,
@@ -120,7 +120,7 @@ Spawner(
         queue_url=queue.queue_url,
         dlq_url=queue.dlq_url,
         runner_template_name=runner.template_name,
-        database_secret_name=secrets.database_secret_name,
+        database_secret_name=platform_secrets.database_secret_name,
         aws_access=access.spawner,
     ),
     in_cluster,
