@@ -1,0 +1,108 @@
+"""The runner Job template, as a typed Kubernetes `PodTemplate` in the platform namespace.
+
+The spawner builds every `workflow-exec-<execution-id>` Job from this object (SPEC §3): it reads
+the PodTemplate named by RUNNER_TEMPLATE_NAME, copies its `template`, adds the per-Job settings
+(name, `workflow-id`/`execution-id` labels, `ttlSecondsAfterFinished`, `backoffLimit`,
+`activeDeadlineSeconds`) and the per-run variables WORKFLOW_ID, EXECUTION_ID and WORKFLOW_INPUT.
+Everything that is the same for every run lives here, so image, resources and security are
+changed by `pulumi up` and never by redeploying the spawner's code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import env, names, pod_security
+from infra.config import ResourceSpec
+from infra.labels import component_labels
+
+CONTAINER_NAME = "runner"
+RUNNER_COMMAND = ["wfctl", "execute"]
+
+
+@dataclass(frozen=True)
+class RunnerTemplateArgs:
+    namespace: pulumi.Input[str]
+    image: pulumi.Input[str]
+    resources: ResourceSpec
+    database_secret_name: pulumi.Input[str]
+    encryption_key_secret_name: pulumi.Input[str]
+
+
+class RunnerTemplate(pulumi.ComponentResource):
+    """The PodTemplate plus the runner's own token-less ServiceAccount."""
+
+    template_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RunnerTemplateArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("workflow-runtime:index:RunnerTemplate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = component_labels("workflow-runner", "runner")
+
+        # A dedicated identity with no RBAC and no token: a workflow step that escapes into the
+        # pod finds no credentials for the Kubernetes API.
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.RUNNER_SERVICE_ACCOUNT, namespace=args.namespace, labels=labels
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        container = k8s.core.v1.ContainerArgs(
+            name=CONTAINER_NAME,
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            command=RUNNER_COMMAND,
+            env=[
+                env.from_secret(env.DATABASE_URL, args.database_secret_name, env.DATABASE_URL),
+                env.from_secret(
+                    env.INTEGRATION_ENCRYPTION_KEY,
+                    args.encryption_key_secret_name,
+                    env.INTEGRATION_ENCRYPTION_KEY,
+                ),
+                # Steps may call the internet but not the cluster, node or cloud metadata.
+                env.plain("RUNNER_DENY_PRIVATE_NETWORKS", "1"),
+                env.plain("LOG_FORMAT", "json"),
+            ],
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={
+                    "cpu": args.resources.cpu_request,
+                    "memory": args.resources.memory_request,
+                },
+                limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
+            ),
+            security_context=pod_security.container_security_context(),
+            volume_mounts=[pod_security.tmp_volume_mount()],
+        )
+
+        template = k8s.core.v1.PodTemplate(
+            f"{name}-template",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.RUNNER_TEMPLATE, namespace=args.namespace, labels=labels
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=service_account.metadata.name,
+                    automount_service_account_token=False,
+                    # Jobs require Never or OnFailure; retries are the platform's (SPEC §3).
+                    restart_policy="Never",
+                    # Service links would leak every Service in the namespace into the env.
+                    enable_service_links=False,
+                    security_context=pod_security.pod_security_context(),
+                    containers=[container],
+                    volumes=[pod_security.tmp_volume()],
+                ),
+            ),
+            opts=child,
+        )
+
+        self.template_name = template.metadata.name
+        self.register_outputs({"templateName": self.template_name})

@@ -1,0 +1,198 @@
+"""The job spawner: a Deployment running `wfctl spawn --launcher kubernetes`.
+
+It long-polls SQS, records the execution in Postgres and creates one Job per message from the
+runner template (SPEC §1). Its RBAC is exactly what that needs, in its own namespace only:
+create/inspect/delete Jobs, read their Pods (to reconcile outcomes the runner could not report)
+and read the one PodTemplate it builds Jobs from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import env, names, pod_security
+from infra.aws_access import AwsAccess
+from infra.config import ResourceSpec
+from infra.labels import component_labels
+
+HEALTH_PORT = 8080
+#: The spawner finishes its current message after SIGTERM; one long-poll is up to 20 s, so a
+#: minute leaves room for the poll, the database write and the Job creation.
+TERMINATION_GRACE_PERIOD_SECONDS = 60
+
+
+def spawner_role_rules(template_name: pulumi.Input[str]) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """The spawner's complete RBAC: no wildcards, nothing outside its namespace."""
+    return [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=["batch"],
+            resources=["jobs"],
+            verbs=["create", "get", "list", "watch", "delete"],
+        ),
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=[""],
+            resources=["pods"],
+            verbs=["get", "list", "watch"],
+        ),
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=[""],
+            resources=["podtemplates"],
+            verbs=["get"],
+            resource_names=[template_name],
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class SpawnerArgs:
+    namespace: pulumi.Input[str]
+    image: pulumi.Input[str]
+    replicas: int
+    queue_url: pulumi.Input[str]
+    dlq_url: pulumi.Input[str]
+    runner_template_name: pulumi.Input[str]
+    database_secret_name: pulumi.Input[str]
+    aws_access: AwsAccess
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec(
+            cpu_request="100m", memory_request="192Mi", cpu_limit="500m", memory_limit="512Mi"
+        )
+    )
+
+
+class Spawner(pulumi.ComponentResource):
+    """ServiceAccount, namespaced Role and RoleBinding, and the Deployment."""
+
+    deployment_name: pulumi.Output[str]
+    service_account_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: SpawnerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("workflow-runtime:index:Spawner", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = component_labels("workflow-spawner", "spawner")
+
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.SPAWNER_SERVICE_ACCOUNT,
+                namespace=args.namespace,
+                labels=labels,
+                annotations=dict(args.aws_access.service_account_annotations) or None,
+            ),
+            opts=child,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-role",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.SPAWNER_ROLE, namespace=args.namespace, labels=labels
+            ),
+            rules=spawner_role_rules(args.runner_template_name),
+            opts=child,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-role-binding",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.SPAWNER_ROLE, namespace=args.namespace, labels=labels
+            ),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(
+                    kind="ServiceAccount",
+                    name=service_account.metadata.name,
+                    namespace=args.namespace,
+                )
+            ],
+            opts=child,
+        )
+
+        container = k8s.core.v1.ContainerArgs(
+            name="spawner",
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            command=["wfctl", "spawn", "--launcher", "kubernetes"],
+            ports=[
+                k8s.core.v1.ContainerPortArgs(
+                    name="http", container_port=HEALTH_PORT, protocol="TCP"
+                )
+            ],
+            env=[
+                env.from_secret(env.DATABASE_URL, args.database_secret_name, env.DATABASE_URL),
+                env.plain("QUEUE_URL", args.queue_url),
+                env.plain("DLQ_URL", args.dlq_url),
+                *args.aws_access.env,
+                env.plain("RUNNER_TEMPLATE_NAME", args.runner_template_name),
+                env.plain("RUNNER_NAMESPACE", args.namespace),
+                env.plain("LOG_FORMAT", "json"),
+            ],
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
+                initial_delay_seconds=10,
+                period_seconds=10,
+                timeout_seconds=3,
+                failure_threshold=3,
+            ),
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/readyz", port="http"),
+                initial_delay_seconds=5,
+                period_seconds=5,
+                timeout_seconds=3,
+                failure_threshold=3,
+            ),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={
+                    "cpu": args.resources.cpu_request,
+                    "memory": args.resources.memory_request,
+                },
+                limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
+            ),
+            security_context=pod_security.container_security_context(),
+            volume_mounts=[pod_security.tmp_volume_mount()],
+        )
+
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.SPAWNER_DEPLOYMENT, namespace=args.namespace, labels=labels
+            ),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app": labels["app"]}),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels,
+                        annotations={
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(HEALTH_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=service_account.metadata.name,
+                        # The spawner is the one workload that talks to the Kubernetes API.
+                        automount_service_account_token=True,
+                        enable_service_links=False,
+                        termination_grace_period_seconds=TERMINATION_GRACE_PERIOD_SECONDS,
+                        security_context=pod_security.pod_security_context(),
+                        containers=[container],
+                        volumes=[pod_security.tmp_volume()],
+                    ),
+                ),
+            ),
+            opts=child,
+        )
+
+        self.deployment_name = deployment.metadata.name
+        self.service_account_name = service_account.metadata.name
+        self.register_outputs(
+            {
+                "deploymentName": self.deployment_name,
+                "serviceAccountName": self.service_account_name,
+            }
+        )
