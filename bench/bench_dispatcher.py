@@ -42,7 +42,8 @@ def seed(url: str, count: int) -> None:
     maker = session_factory(url)
     with maker() as session, session.begin():
         session.query(Schedule).delete()
-        workflow, _ = apply_workflow(session, parse_workflow("name: bench\nsteps: [{id: a, type: log, with: {message: hi}}]"))
+        definition = parse_workflow("name: bench\nsteps: [{id: a, type: log, with: {message: hi}}]")
+        workflow, _ = apply_workflow(session, definition)
         for index in range(count):
             session.add(Schedule(
                 name=f"s{index}", workflow_id=workflow.id, cron=EXPRESSIONS[index % len(EXPRESSIONS)],

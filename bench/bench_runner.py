@@ -21,20 +21,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from services.core.db.migrate import upgrade  # noqa: E402
+from bench.common import fresh_database  # noqa: E402
 from services.core.db.models import Execution  # noqa: E402
-from services.core.db.session import engine_for, session_factory  # noqa: E402
+from services.core.db.session import session_factory  # noqa: E402
 from services.core.workflows import apply_workflow, parse_workflow  # noqa: E402
 
 RUNS = 7
@@ -45,33 +40,6 @@ name: bench-runner
 steps:
   - {id: first, type: log, with: {message: "first step"}}
 """
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    tmp = server = None
-    if not base:
-        from services.core.embedded import start_postgres
-
-        tmp = tempfile.TemporaryDirectory(prefix="wfr-bench-runner-")
-        server, base = start_postgres(Path(tmp.name) / "pgdata")
-    name = f"wfr_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        engine_for.cache_clear()
-        session_factory.cache_clear()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()
-        if tmp is not None:
-            tmp.cleanup()
 
 
 def new_execution(url: str) -> tuple[str, str]:
@@ -116,7 +84,7 @@ def run_once(url: str) -> tuple[float, float, float]:
 
 
 def main() -> int:
-    with database() as url:
+    with fresh_database() as url:
         run_once(url)  # warm the page cache
         results = [run_once(url) for _ in range(RUNS)]
     firsts, rsses, totals = zip(*results, strict=True)

@@ -9,56 +9,26 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from services.core.db.migrate import upgrade
 from services.core.db.models import Base
 from services.core.db.session import engine_for, session_factory
-from services.core.embedded import DUMMY_AWS_ENV, create_queues, start_postgres, start_sqs
-
-
-def _plain(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+from services.core.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A migrated, empty database for this test session."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    server = None
-    tmp = None
-    if not base:
-        tmp = tempfile.TemporaryDirectory(prefix="wfr-pg-")
-        server, base = start_postgres(Path(tmp.name) / "pgdata")
-    name = f"wfr_test_{uuid.uuid4().hex[:12]}"
-    admin = _plain(base)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    try:
+    """A migrated, empty database for this test session (see `scratch_database`)."""
+    with scratch_database(os.environ.get("TEST_DATABASE_URL"), prefix="wfr_test") as url:
         yield url
-    finally:
-        engine_for.cache_clear()
-        session_factory.cache_clear()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()
-        if tmp is not None:
-            tmp.cleanup()
 
 
 @pytest.fixture

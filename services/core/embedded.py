@@ -8,6 +8,8 @@ dependencies (`workflow-runtime[local]`), imported only when used.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,40 @@ DUMMY_AWS_ENV = {
     "AWS_REGION": DEFAULT_REGION,
     "AWS_DEFAULT_REGION": DEFAULT_REGION,
 }
+
+
+@contextmanager
+def scratch_database(server_url: str | None, prefix: str = "wfr_scratch") -> Iterator[str]:
+    """A new, migrated database for tests and benchmarks, dropped afterwards.
+
+    It is created on `server_url`'s server, or on an embedded server in a temporary folder when
+    `server_url` is None, so parallel runs against one server never share tables.
+    """
+    import tempfile
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from services.core.db.migrate import upgrade
+    from services.core.db.session import engine_for, session_factory
+
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-pg-") as tmp:
+        server = None
+        if not server_url:
+            server, server_url = start_postgres(Path(tmp) / "pgdata")
+        admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        try:
+            upgrade(url)
+            yield url
+        finally:
+            engine_for.cache_clear()
+            session_factory.cache_clear()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if server is not None:
+                server.cleanup()
