@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import click
 import typer
 
-from services.cli import db, dispatch, executions, local, run, schedules, workflows
+from services.cli import db, dispatch, dlq, executions, local, run, schedules, spawn, workflows
 from services.core.errors import ConfigError, UserError
 
 app = typer.Typer(
@@ -29,6 +29,8 @@ app.add_typer(executions.app, name="executions")
 app.add_typer(local.app, name="local")
 app.command("run")(run.run_workflow)
 app.command("dispatch")(dispatch.dispatch)
+app.command("spawn")(spawn.spawn)
+app.add_typer(dlq.app, name="dlq")
 
 USAGE_ERROR = 2
 SERVICE_ERROR = 1
