@@ -7,6 +7,7 @@ ignores them cannot make the reconciler touch Jobs that are not the runner's.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -85,8 +86,12 @@ class KubernetesLauncher:
             raise LaunchError(f"Kubernetes API unreachable: {type(error).__name__}: {error}") from None
 
     def _list(self, call: Callable[..., Any]) -> list[dict[str, Any]]:
-        result = call(self.namespace, label_selector=RUNNER_SELECTOR, _request_timeout=REQUEST_TIMEOUT)
-        items = [item.model_dump(by_alias=True, exclude_none=True, mode="json") for item in result.items or []]
+        # Raw JSON, not typed models: the reconciler reads a few fields, and one odd object (a
+        # field a newer API server adds or omits) must not break a whole pass.
+        response = call(
+            self.namespace, label_selector=RUNNER_SELECTOR, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
+        )
+        items = json.loads(response.data).get("items") or []
         return [item for item in items if _is_runner(item)]
 
     def observe(self) -> list[JobOutcome]:
