@@ -33,7 +33,6 @@ def spawn(
     from services.core.settings import Settings
     from services.scheduling.spawn_service import SpawnConfig, run_spawner
 
-    configure_logging("spawner")
     config = SpawnConfig(
         launcher=launcher,
         concurrency=concurrency,
@@ -50,4 +49,6 @@ def spawn(
         runner_command=shlex.split(runner_command) if runner_command else None,
         local_max_running=max_local_runs,
     )
+    config.check()  # bad options: one line, exit 2, before anything starts
+    configure_logging("spawner")
     return run_spawner(config, Settings.from_env())
