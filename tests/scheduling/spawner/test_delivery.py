@@ -162,3 +162,15 @@ def test_duplicate_of_a_finished_execution_only_deletes_the_message(db, queues, 
     spawner.stop()
     assert emulator.jobs() == {}
     assert executions(db)[0].status == ExecutionStatus.SUCCEEDED
+
+
+def test_slow_message_has_its_visibility_extended(db, queues, emulator, workflow, start_spawner):
+    set_visibility_timeout(queues, 2)
+    emulator.slow_creates(3.0)  # longer than the visibility timeout
+    send(queues, manual_message(workflow).to_json())
+    spawner = start_spawner(concurrency=2)
+    assert wait_for(lambda: len(emulator.jobs()) == 1 and settled(queues, spawner), timeout=10)
+    spawner.stop()
+    # Without the extension the message would have reappeared at 2 s and been received again.
+    assert spawner.parts.metrics.messages_received._value.get() == 1
+    assert spawner.parts.metrics.duplicates._value.get() == 0
