@@ -13,18 +13,32 @@ import typer
 
 
 def spawn(
-    launcher: str = typer.Option("kubernetes", "--launcher", help="kubernetes (a Job per run) or local (a subprocess per run)"),
+    launcher: str = typer.Option(
+        "kubernetes", "--launcher", help="kubernetes (a Job per run) or local (a subprocess per run)"
+    ),
     concurrency: int = typer.Option(8, "--concurrency", help="Messages handled at once"),
-    drain: bool = typer.Option(False, "--drain", help="Exit once the queue is empty and every launched run has finished"),
-    runner_template: Path | None = typer.Option(None, "--runner-template", help="PodTemplate YAML file instead of the cluster's RUNNER_TEMPLATE_NAME"),
-    namespace: str | None = typer.Option(None, "--namespace", help="Namespace for runner Jobs (default: RUNNER_NAMESPACE)"),
+    drain: bool = typer.Option(
+        False, "--drain", help="Exit once the queue is empty and every launched run has finished"
+    ),
+    runner_template: Path | None = typer.Option(
+        None, "--runner-template", help="PodTemplate YAML file instead of the cluster's RUNNER_TEMPLATE_NAME"
+    ),
+    namespace: str | None = typer.Option(
+        None, "--namespace", help="Namespace for runner Jobs (default: RUNNER_NAMESPACE)"
+    ),
     health_port: int = typer.Option(8080, "--health-port", help="Port of /healthz, /readyz and /metrics; -1 disables"),
     health_host: str = typer.Option("0.0.0.0", "--health-host", help="Address the health server binds"),
     wait_seconds: int = typer.Option(20, "--wait-seconds", help="SQS long-poll wait (0-20)"),
     reconcile_seconds: float = typer.Option(30.0, "--reconcile-seconds", help="Seconds between reconcile passes"),
-    start_timeout: float = typer.Option(600.0, "--start-timeout", help="Seconds a run may take to start before it is failed"),
-    grace_seconds: float = typer.Option(25.0, "--grace-seconds", help="After SIGTERM, seconds to finish messages in hand"),
-    retry_backoff: int = typer.Option(5, "--retry-backoff", help="Base seconds before a failed Job creation is retried"),
+    start_timeout: float = typer.Option(
+        600.0, "--start-timeout", help="Seconds a run may take to start before it is failed"
+    ),
+    grace_seconds: float = typer.Option(
+        25.0, "--grace-seconds", help="After SIGTERM, seconds to finish messages in hand"
+    ),
+    retry_backoff: int = typer.Option(
+        5, "--retry-backoff", help="Base seconds before a failed Job creation is retried"
+    ),
     runner_command: str | None = typer.Option(None, "--runner-command", help="Local launcher: the runner command line"),
     max_local_runs: int = typer.Option(4, "--max-local-runs", help="Local launcher: runs at once"),
 ) -> int:

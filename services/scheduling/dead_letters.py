@@ -101,7 +101,9 @@ def list_dead_letters(dlq: Queue, limit: int = MAX_MESSAGES) -> list[DeadLetter]
                 dlq.change_visibility(message.receipt_handle, 0)
             except Exception:  # it becomes visible anyway when the short timeout ends
                 pass
-    return sorted((_as_dead_letter(m) for m in received.values()), key=lambda d: d.sent_at or datetime.min.replace(tzinfo=UTC))
+    return sorted(
+        (_as_dead_letter(m) for m in received.values()), key=lambda d: d.sent_at or datetime.min.replace(tzinfo=UTC)
+    )
 
 
 def redrive(dlq: Queue, work_queue: Queue, limit: int = MAX_MESSAGES) -> int:

@@ -120,11 +120,15 @@ class MessageHandler:
             self.metrics.jobs_created.inc()
             if message.sent_at_ms:
                 self.metrics.message_to_job.observe(max(0.0, time.time() - message.sent_at_ms / 1000))
-        log.info("runner Job created" if created_job else "runner Job already existed", extra={**extra, "job_name": name})
+        log.info(
+            "runner Job created" if created_job else "runner Job already existed", extra={**extra, "job_name": name}
+        )
         self.checkpoint("launched", execution.id)
 
         with self.session_maker() as session:
-            moved = transition(session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.STARTING, job_name=name)
+            moved = transition(
+                session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.STARTING, job_name=name
+            )
             current = get_execution(session, execution.id)
             session.commit()
         if not moved and current is not None and current.status == ExecutionStatus.CANCELLED:

@@ -65,7 +65,9 @@ class HealthServer:
         self._thread.join(timeout=5)
 
 
-def _handler_class(heartbeat: Heartbeat, readiness: ReadinessCheck, metrics: SpawnerMetrics) -> type[BaseHTTPRequestHandler]:
+def _handler_class(
+    heartbeat: Heartbeat, readiness: ReadinessCheck, metrics: SpawnerMetrics
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path = self.path.split("?", 1)[0]

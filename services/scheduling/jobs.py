@@ -185,8 +185,7 @@ def build_job(template: RunnerTemplate, execution: ExecutionRef, workflow: Workf
     source = template.pod
     spec: V1PodSpec = source.spec.model_copy(deep=True) if source.spec else V1PodSpec(containers=[])
     spec.containers = [
-        _runner_container(c, per_run_env) if c.name == template.container_name else c
-        for c in spec.containers
+        _runner_container(c, per_run_env) if c.name == template.container_name else c for c in spec.containers
     ]
     spec.restart_policy = "Never"
     spec.automount_service_account_token = False

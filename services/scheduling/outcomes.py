@@ -178,8 +178,11 @@ def classify_job(
     blocked = waiting_reason(pods)
     if blocked and too_old:
         return JobOutcome(
-            name, execution_id, JobState.FAILED,
-            f"runner never started within {int(start_timeout.total_seconds())}s: {blocked}", stuck=True,
+            name,
+            execution_id,
+            JobState.FAILED,
+            f"runner never started within {int(start_timeout.total_seconds())}s: {blocked}",
+            stuck=True,
         )
     running = any((pod.get("status") or {}).get("phase") == "Running" for pod in pods)
     if running or int(status.get("active") or 0) and not blocked:

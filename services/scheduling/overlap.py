@@ -33,9 +33,7 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
     """Apply the schedule's policy to a pending execution; the caller commits."""
     if execution.schedule_id is None:
         return OverlapDecision()
-    policy = session.scalar(
-        select(Schedule.overlap).where(Schedule.id == execution.schedule_id).with_for_update()
-    )
+    policy = session.scalar(select(Schedule.overlap).where(Schedule.id == execution.schedule_id).with_for_update())
     if policy is None or policy == Overlap.ALLOW:
         return OverlapDecision()
     others = list(
@@ -52,7 +50,10 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
             return OverlapDecision()
         other_id, other_status = others[0]
         transition(
-            session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.SKIPPED,
+            session,
+            execution.id,
+            [ExecutionStatus.PENDING],
+            ExecutionStatus.SKIPPED,
             finished_at=now_utc(),
             error=f"skipped: execution {other_id} of the same schedule is still {other_status}",
         )

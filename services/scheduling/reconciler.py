@@ -60,7 +60,10 @@ class Reconciler:
             changed = finish_execution(session, execution_id, status, error=error)  # type: ignore[arg-type]
             session.commit()
         if changed:
-            log.info("execution ended by the reconciler", extra={"execution_id": str(execution_id), "status": str(status), "error": error})
+            log.info(
+                "execution ended by the reconciler",
+                extra={"execution_id": str(execution_id), "status": str(status), "error": error},
+            )
             if self.on_reconciled is not None:
                 self.on_reconciled(str(status))
         return changed
@@ -72,7 +75,10 @@ class Reconciler:
             try:
                 self.launcher.delete(outcome.job_name)
             except LaunchError as error:
-                log.warning("could not delete a stuck Job", extra={"execution_id": str(outcome.execution_id), "error": str(error)})
+                log.warning(
+                    "could not delete a stuck Job",
+                    extra={"execution_id": str(outcome.execution_id), "error": str(error)},
+                )
         return str(status) if changed else None
 
     def _fail_jobless(self, existing: set[str]) -> Counter[str]:

@@ -174,7 +174,9 @@ def build_spawner(config: SpawnConfig, settings: Settings) -> SpawnerParts:
     spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options)
     health = None
     if config.health_port is not None:
-        health = HealthServer(heartbeat, readiness_check(queue, database_url), metrics, config.health_host, config.health_port)
+        health = HealthServer(
+            heartbeat, readiness_check(queue, database_url), metrics, config.health_host, config.health_port
+        )
         health.start()
     return SpawnerParts(spawner, launcher, metrics, heartbeat, health)
 

@@ -220,14 +220,24 @@ class Spawner:
             try:
                 dead_letter(self.dlq, message, reason)
             except Exception:
-                log.exception("could not send to the DLQ; the message will come back", extra={"message_id": message.message_id})
+                log.exception(
+                    "could not send to the DLQ; the message will come back", extra={"message_id": message.message_id}
+                )
                 return
-            kind = "malformed" if reason.startswith("malformed") else "spawn_failed" if result.execution_id else "unknown_reference"
+            kind = (
+                "malformed"
+                if reason.startswith("malformed")
+                else "spawn_failed"
+                if result.execution_id
+                else "unknown_reference"
+            )
             self.metrics.dead_lettered.labels(reason=kind).inc()
             log.warning("message dead-lettered", extra={"message_id": message.message_id, "reason": reason})
             self._ack(message)
         else:
-            delay = retry_delay(self.options.retry_backoff_seconds, message.receive_count, self.options.visibility_timeout)
+            delay = retry_delay(
+                self.options.retry_backoff_seconds, message.receive_count, self.options.visibility_timeout
+            )
             self._set_visibility(message, delay)
 
     def _ack(self, message: ReceivedMessage) -> None:

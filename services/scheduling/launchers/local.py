@@ -32,8 +32,17 @@ log = logging.getLogger(__name__)
 DEFAULT_COMMAND = (sys.executable, "-m", "services.cli", "execute")
 #: Variables of the spawner's environment a runner process inherits (besides the secrets).
 INHERITED_ENV = (
-    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
-    "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "LOG_LEVEL",
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "LOG_LEVEL",
 )
 FINISHED_RETENTION_SECONDS = 3600.0  # like ttlSecondsAfterFinished
 
@@ -206,15 +215,11 @@ class LocalLauncher:
 
     def _start_locked(self, run: _Run, now: float) -> None:
         try:
-            run.process = subprocess.Popen(
-                self.command, env=run.env, cwd=self.cwd, stdin=subprocess.DEVNULL
-            )
+            run.process = subprocess.Popen(self.command, env=run.env, cwd=self.cwd, stdin=subprocess.DEVNULL)
             run.started = now
             log.info("runner started", extra={**self._extra(run), "pid": run.process.pid})
         except OSError as error:
-            run.outcome = JobOutcome(
-                run.name, run.execution_id, JobState.FAILED, f"cannot start the runner: {error}"
-            )
+            run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, f"cannot start the runner: {error}")
             run.ended = now
 
     def _finish_locked(self, run: _Run, code: int, now: float) -> None:

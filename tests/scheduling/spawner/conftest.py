@@ -295,7 +295,11 @@ def queue_empty(queues: Any) -> bool:
     attributes = queues.client.get_queue_attributes(QueueUrl=queues.queue_url, AttributeNames=["All"])["Attributes"]
     return all(
         int(attributes.get(key, "0")) == 0
-        for key in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+        for key in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
     )
 
 

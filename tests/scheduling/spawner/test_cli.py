@@ -11,8 +11,6 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from services.core.db.models import ExecutionStatus
 from tests.scheduling.spawner.conftest import (
     NAMESPACE,
@@ -32,8 +30,14 @@ def test_cli_modules_import_no_heavy_clients():
         "heavy = [m for m in ('boto3', 'kubernetes', 'prometheus_client') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=WORKTREE, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(WORKTREE)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=WORKTREE,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(WORKTREE)},
+    )
     assert out.stdout.strip() == ""
 
 
@@ -49,10 +53,28 @@ def test_sigterm_mid_batch_loses_nothing(db, queues, emulator, workflow, tmp_pat
     }
     env.pop("KUBERNETES_SERVICE_HOST", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "spawn", "--launcher", "kubernetes", "--concurrency", "4",
-         "--runner-template", str(WORKTREE / "services/scheduling/runner-template.yaml"),
-         "--health-port", "-1", "--wait-seconds", "1", "--grace-seconds", "10"],
-        cwd=WORKTREE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "spawn",
+            "--launcher",
+            "kubernetes",
+            "--concurrency",
+            "4",
+            "--runner-template",
+            str(WORKTREE / "services/scheduling/runner-template.yaml"),
+            "--health-port",
+            "-1",
+            "--wait-seconds",
+            "1",
+            "--grace-seconds",
+            "10",
+        ],
+        cwd=WORKTREE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert wait_for(lambda: len(emulator.jobs()) >= 2, timeout=15), "no Job was created"
@@ -82,14 +104,21 @@ def test_dlq_list_and_redrive(db, queues, wfctl):
     from services.scheduling.dead_letters import REASON_ATTRIBUTE
 
     dlq = Queue(queues.client, queues.dlq_url)
-    dlq.send_batch([
-        OutgoingMessage(body='{"a": 1}', attributes={REASON_ATTRIBUTE: "malformed message: unsupported version None"}),
-        OutgoingMessage(body="not json", attributes={REASON_ATTRIBUTE: "malformed message: body is not JSON"}),
-    ])
+    dlq.send_batch(
+        [
+            OutgoingMessage(
+                body='{"a": 1}', attributes={REASON_ATTRIBUTE: "malformed message: unsupported version None"}
+            ),
+            OutgoingMessage(body="not json", attributes={REASON_ATTRIBUTE: "malformed message: body is not JSON"}),
+        ]
+    )
     listed = wfctl("dlq", "list", "--output", "json")
     assert listed.code == 0, listed.err
     rows = listed.json()
-    assert sorted(r["reason"] for r in rows) == ["malformed message: body is not JSON", "malformed message: unsupported version None"]
+    assert sorted(r["reason"] for r in rows) == [
+        "malformed message: body is not JSON",
+        "malformed message: unsupported version None",
+    ]
     assert all(r["receive_count"] >= 1 and r["age_seconds"] >= 0 for r in rows)
     table = wfctl("dlq", "list")
     assert table.code == 0 and "body is not JSON" in table.out

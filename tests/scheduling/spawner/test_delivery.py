@@ -90,7 +90,9 @@ def test_killed_mid_message_then_restarted(db, queues, emulator, workflow, start
     assert len(emulator.jobs()) == (0 if stage == "inserted" else 1)
 
     second = start_spawner()  # a fresh process; the message reappears after its visibility timeout
-    assert wait_for(lambda: settled(queues, second) and executions(db)[0].status == ExecutionStatus.STARTING, timeout=10)
+    assert wait_for(
+        lambda: settled(queues, second) and executions(db)[0].status == ExecutionStatus.STARTING, timeout=10
+    )
     second.stop()
     [execution] = executions(db)
     assert execution.id == crashed[0]
@@ -114,7 +116,9 @@ def test_api_always_failing_fails_the_execution_and_dead_letters(db, queues, emu
     message = manual_message(workflow)
     send(queues, message.to_json())
     spawner = start_spawner()
-    assert wait_for(lambda: settled(queues, spawner) and executions(db) and executions(db)[0].status == ExecutionStatus.FAILED)
+    assert wait_for(
+        lambda: settled(queues, spawner) and executions(db) and executions(db)[0].status == ExecutionStatus.FAILED
+    )
     spawner.stop()
     [execution] = executions(db)
     assert "could not create the runner Job after 3 attempts" in execution.error
@@ -138,7 +142,11 @@ def test_job_already_exists_is_success(db, queues, emulator, workflow, start_spa
         session.commit()
     from tests.scheduling.spawner.conftest import JOBS
 
-    emulator.put(JOBS, job_name(execution.id), {"metadata": {"name": job_name(execution.id), "namespace": "runs", "labels": {"app": "workflow-runner"}}})
+    emulator.put(
+        JOBS,
+        job_name(execution.id),
+        {"metadata": {"name": job_name(execution.id), "namespace": "runs", "labels": {"app": "workflow-runner"}}},
+    )
     spawner = start_spawner()
     assert wait_for(lambda: settled(queues, spawner) and executions(db)[0].status == ExecutionStatus.STARTING)
     spawner.stop()

@@ -172,7 +172,9 @@ def test_job_name_round_trip():
 def test_build_is_pure(template):
     execution, workflow = FakeExecution(), FakeWorkflow()
     before = template.pod.model_dump()
-    assert job_manifest(build_job(template, execution, workflow)) == job_manifest(build_job(template, execution, workflow))
+    assert job_manifest(build_job(template, execution, workflow)) == job_manifest(
+        build_job(template, execution, workflow)
+    )
     assert template.pod.model_dump() == before
 
 

@@ -25,7 +25,8 @@ from tests.scheduling.spawner.conftest import WORKTREE, executions, manual_messa
 # environment it was given into the execution's output.
 SUCCEEDING = """
 import json, os, psycopg
-env = {k: os.environ.get(k) for k in ("WORKFLOW_ID", "EXECUTION_ID", "WORKFLOW_INPUT", "DATABASE_URL", "INTEGRATION_ENCRYPTION_KEY", "LOG_FORMAT")}
+names = ("WORKFLOW_ID", "EXECUTION_ID", "WORKFLOW_INPUT", "DATABASE_URL", "INTEGRATION_ENCRYPTION_KEY", "LOG_FORMAT")
+env = {k: os.environ.get(k) for k in names}
 with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
     conn.execute(
         "UPDATE executions SET status = 'succeeded', finished_at = now(), output = %s "
@@ -131,7 +132,9 @@ def test_drain_with_the_local_launcher(db, queues, workflow, tmp_path, start_spa
     monkeypatch.setenv("PYTHONPATH", str(WORKTREE))
     messages = [manual_message(workflow, {"i": i}) for i in range(3)]
     send(queues, *(m.to_json() for m in messages))
-    spawner = start_spawner(launcher="local", drain=True, runner_command=script(tmp_path, SUCCEEDING), reconcile_seconds=0.5)
+    spawner = start_spawner(
+        launcher="local", drain=True, runner_command=script(tmp_path, SUCCEEDING), reconcile_seconds=0.5
+    )
     spawner.thread.join(timeout=20)
     assert not spawner.thread.is_alive(), "--drain did not exit"
     assert spawner.stop() == 0

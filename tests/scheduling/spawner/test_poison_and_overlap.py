@@ -114,11 +114,20 @@ def test_overlap_replace(db, queues, emulator, workflow, start_spawner):
     schedule = make_schedule(db, workflow, overlap="replace")
     previous = _active_run(db, schedule, ExecutionStatus.RUNNING, minute=0)
     old_job = job_name(previous.id)
-    emulator.put(JOBS, old_job, {"metadata": {"name": old_job, "namespace": "runs", "labels": {"app": "workflow-runner"}}})
+    emulator.put(
+        JOBS, old_job, {"metadata": {"name": old_job, "namespace": "runs", "labels": {"app": "workflow-runner"}}}
+    )
     message = schedule_message(schedule, datetime(2030, 1, 1, 0, 1, tzinfo=UTC))
     send(queues, message.to_json())
     spawner = start_spawner()
-    assert wait_for(lambda: queue_empty(queues) and spawner.parts.spawner.idle() and len(emulator.jobs()) == 1 and old_job not in emulator.jobs())
+    assert wait_for(
+        lambda: (
+            queue_empty(queues)
+            and spawner.parts.spawner.idle()
+            and len(emulator.jobs()) == 1
+            and old_job not in emulator.jobs()
+        )
+    )
     spawner.stop()
     by_key = {e.dedup_key: e for e in executions(db)}
     replaced = by_key[previous.dedup_key]

@@ -20,7 +20,9 @@ START_TIMEOUT = timedelta(minutes=10)
 EXECUTION = uuid.UUID("11111111-2222-3333-4444-555555555555")
 
 
-def job(status: dict[str, Any] | None = None, age: timedelta = timedelta(minutes=1), name: str | None = None) -> dict[str, Any]:
+def job(
+    status: dict[str, Any] | None = None, age: timedelta = timedelta(minutes=1), name: str | None = None
+) -> dict[str, Any]:
     return {
         "metadata": {
             "name": name or job_name(EXECUTION),
@@ -39,7 +41,12 @@ def failed(reason: str, message: str = "") -> dict[str, Any]:
 def pod(state: dict[str, Any], phase: str = "Pending") -> dict[str, Any]:
     return {
         "metadata": {"labels": {"execution-id": str(EXECUTION)}},
-        "status": {"phase": phase, "containerStatuses": [{"name": "runner", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": state}]},
+        "status": {
+            "phase": phase,
+            "containerStatuses": [
+                {"name": "runner", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": state}
+            ],
+        },
     }
 
 
@@ -75,7 +82,7 @@ def test_failure_target_counts_as_failed():
 
 
 def test_image_pull_backoff_past_start_timeout_is_stuck():
-    waiting = pod({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\""}})
+    waiting = pod({"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "nope"'}})
     young = classify(job({"active": 1}, age=timedelta(minutes=2)), [waiting])
     assert young.state == JobState.PENDING and not young.finished
     old = classify(job({"active": 1}, age=timedelta(minutes=11)), [waiting])
@@ -118,23 +125,34 @@ def _execution(db, workflow, status: ExecutionStatus | None = None, created_ago:
 
             from services.core.db.models import Execution
 
-            session.execute(update(Execution).where(Execution.id == execution.id).values(created_at=datetime.now(UTC) - created_ago))
+            session.execute(
+                update(Execution).where(Execution.id == execution.id).values(created_at=datetime.now(UTC) - created_ago)
+            )
         session.commit()
         return execution
 
 
 def _put_job(emulator, execution, status: dict[str, Any], age: timedelta = timedelta(minutes=1)) -> None:
     name = job_name(execution.id)
-    emulator.put(JOBS, name, {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {
-            "name": name, "namespace": NAMESPACE,
-            "labels": {"app": "workflow-runner", "execution-id": str(execution.id)},
-            "creationTimestamp": (datetime.now(UTC) - age).isoformat(),
+    emulator.put(
+        JOBS,
+        name,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "labels": {"app": "workflow-runner", "execution-id": str(execution.id)},
+                "creationTimestamp": (datetime.now(UTC) - age).isoformat(),
+            },
+            "spec": {
+                "activeDeadlineSeconds": 60,
+                "template": {"spec": {"containers": [{"name": "runner", "image": "x"}]}},
+            },
+            "status": status,
         },
-        "spec": {"activeDeadlineSeconds": 60, "template": {"spec": {"containers": [{"name": "runner", "image": "x"}]}}},
-        "status": status,
-    })
+    )
 
 
 def _status(db, execution) -> tuple[str, str | None]:
@@ -148,18 +166,56 @@ def test_reconciler_against_the_emulator(db, emulator, workflow):
     _put_job(emulator, timed_out, failed("DeadlineExceeded"))
     oom = _execution(db, workflow, ExecutionStatus.RUNNING)
     _put_job(emulator, oom, failed("BackoffLimitExceeded"))
-    emulator.put(PODS, f"{job_name(oom.id)}-abcde", {
-        "metadata": {"name": f"{job_name(oom.id)}-abcde", "namespace": NAMESPACE,
-                     "labels": {"app": "workflow-runner", "execution-id": str(oom.id)}},
-        "status": {"phase": "Failed", "containerStatuses": [{"name": "runner", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]},
-    })
+    emulator.put(
+        PODS,
+        f"{job_name(oom.id)}-abcde",
+        {
+            "metadata": {
+                "name": f"{job_name(oom.id)}-abcde",
+                "namespace": NAMESPACE,
+                "labels": {"app": "workflow-runner", "execution-id": str(oom.id)},
+            },
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "runner",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+                    }
+                ],
+            },
+        },
+    )
     stuck = _execution(db, workflow, ExecutionStatus.STARTING)
     _put_job(emulator, stuck, {"active": 1}, age=timedelta(minutes=30))
-    emulator.put(PODS, f"{job_name(stuck.id)}-xyz", {
-        "metadata": {"name": f"{job_name(stuck.id)}-xyz", "namespace": NAMESPACE,
-                     "labels": {"app": "workflow-runner", "execution-id": str(stuck.id)}},
-        "status": {"phase": "Pending", "containerStatuses": [{"name": "runner", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]},
-    })
+    emulator.put(
+        PODS,
+        f"{job_name(stuck.id)}-xyz",
+        {
+            "metadata": {
+                "name": f"{job_name(stuck.id)}-xyz",
+                "namespace": NAMESPACE,
+                "labels": {"app": "workflow-runner", "execution-id": str(stuck.id)},
+            },
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "runner",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "ImagePullBackOff"}},
+                    }
+                ],
+            },
+        },
+    )
     finished_by_runner = _execution(db, workflow, ExecutionStatus.RUNNING)
     with session_factory(db)() as session:
         transition(session, finished_by_runner.id, ["running"], ExecutionStatus.SUCCEEDED)
@@ -168,8 +224,14 @@ def test_reconciler_against_the_emulator(db, emulator, workflow):
     jobless_old = _execution(db, workflow, created_ago=timedelta(minutes=20))
     jobless_new = _execution(db, workflow)
     # Another app's Job in the namespace (the emulator ignores label selectors): left alone.
-    emulator.put(JOBS, "someone-else", {"metadata": {"name": "someone-else", "namespace": NAMESPACE, "labels": {"app": "other"}},
-                                        "status": failed("DeadlineExceeded")})
+    emulator.put(
+        JOBS,
+        "someone-else",
+        {
+            "metadata": {"name": "someone-else", "namespace": NAMESPACE, "labels": {"app": "other"}},
+            "status": failed("DeadlineExceeded"),
+        },
+    )
 
     launcher = KubernetesLauncher(emulator.api_client(), NAMESPACE, start_timeout=START_TIMEOUT)
     reconciled: list[str] = []
