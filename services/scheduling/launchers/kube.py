@@ -41,10 +41,16 @@ def api_client_from_environment() -> Any:
     from kubernetes import config
     from kubernetes.client import ApiClient
 
+    from services.core.errors import ConfigError
+
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(f"no Kubernetes configuration (not in a cluster, no kubeconfig): {first}") from None
     return ApiClient()
 
 

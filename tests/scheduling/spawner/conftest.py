@@ -32,6 +32,7 @@ from services.scheduling.spawn_service import SpawnConfig, SpawnerParts, build_s
 NAMESPACE = "runs"
 JOBS = kmock.resource("batch", "v1", "jobs")
 PODS = kmock.resource("", "v1", "pods")
+PODTEMPLATES = kmock.resource("", "v1", "podtemplates")
 WORKTREE = Path(__file__).resolve().parents[3]
 
 
@@ -44,9 +45,13 @@ class FlakyEmulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action == kmock.action.CREATE:
+            self.creates_seen = getattr(self, "creates_seen", 0) + 1
             delay = getattr(self, "create_delay", 0.0)
             if delay:
+                generation = getattr(self, "generation", 0)
                 await asyncio.sleep(delay)
+                if getattr(self, "generation", 0) != generation:  # a later test reset the emulator
+                    raise kmock.KubernetesError(status=503, reason="ServiceUnavailable", message="reset")
             if getattr(self, "fail_creates", 0) > 0:
                 self.fail_creates -= 1
                 raise kmock.KubernetesError(status=500, reason="InternalError", message="injected failure")
@@ -70,6 +75,7 @@ class Emulator:
             async with FlakyEmulator() as handler, kmock.Server(handler) as server:
                 handler.resources["batch/v1/jobs"] = {}
                 handler.resources["v1/pods"] = {}
+                handler.resources["v1/podtemplates"] = {}
                 self.handler = handler
                 self.url = str(server.url).rstrip("/")
                 self._ready.set()
@@ -130,8 +136,9 @@ class Emulator:
 
         self._call(store)
 
-    def requests(self, method: str) -> int:
-        return self._call(lambda: sum(1 for r in self.handler.requests if str(r.method).upper().endswith(method)))
+    def creates_seen(self) -> int:
+        """Create requests received so far (including ones still being answered)."""
+        return int(self._call(lambda: getattr(self.handler, "creates_seen", 0)))
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +156,8 @@ def emulator(emulator_server: Emulator) -> Emulator:
         emulator_server.handler.objects.clear()
         emulator_server.handler.fail_creates = 0
         emulator_server.handler.create_delay = 0.0
+        emulator_server.handler.creates_seen = 0
+        emulator_server.handler.generation = getattr(emulator_server.handler, "generation", 0) + 1
 
     emulator_server._call(reset)
     return emulator_server

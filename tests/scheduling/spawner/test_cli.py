@@ -180,3 +180,48 @@ def test_readiness_reports_an_unreachable_database(monkeypatch):
 
     check = readiness_check(FineQueue(), "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
     assert check().startswith("Postgres unreachable")
+
+
+def test_second_sigterm_exits_at_once(db, queues, emulator, workflow, tmp_path):
+    emulator.slow_creates(8.0)  # the message in hand would hold a graceful stop for seconds
+    send(queues, manual_message(workflow).to_json())
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(WORKTREE),
+        "KUBECONFIG": str(emulator.kubeconfig(tmp_path / "kubeconfig")),
+        "RUNNER_NAMESPACE": NAMESPACE,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "spawn",
+            "--runner-template",
+            str(WORKTREE / "services/scheduling/runner-template.yaml"),
+            "--health-port",
+            "-1",
+            "--wait-seconds",
+            "1",
+            "--grace-seconds",
+            "20",
+        ],
+        cwd=WORKTREE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: emulator.creates_seen() >= 1, timeout=15), "the Job create never started"
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert process.poll() is None  # the first one waits for the message in hand
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=5)
+        assert time.monotonic() - started < 2
+        assert process.returncode == 143
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -253,3 +253,40 @@ def test_reconciler_against_the_emulator(db, emulator, workflow):
     assert sorted(reconciled) == ["failed", "failed", "failed", "timed_out"]
     # A second pass changes nothing: terminal statuses are never overwritten.
     assert reconciler.run_once() == {}
+
+
+def test_runner_template_is_read_from_the_cluster(emulator):
+    import yaml
+    from kubernetes.client import CoreV1Api
+
+    from services.scheduling.jobs import build_job, job_manifest
+    from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, fetch_template
+    from tests.scheduling.spawner.conftest import PODTEMPLATES
+
+    document = yaml.safe_load(DEFAULT_TEMPLATE_PATH.read_text())
+    document["metadata"]["namespace"] = NAMESPACE
+    document["template"]["spec"]["containers"][0]["image"] = "registry.example/runner:v42"
+    emulator.put(PODTEMPLATES, "workflow-runner", document)
+    template = fetch_template(CoreV1Api(emulator.api_client()), "workflow-runner", NAMESPACE)
+    assert template.namespace == NAMESPACE
+
+    class Run:
+        id = EXECUTION
+        input: dict[str, object] = {}
+
+    class Flow:
+        id = uuid.uuid4()
+        timeout_seconds = 60
+
+    manifest = job_manifest(build_job(template, Run(), Flow()))
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/runner:v42"
+
+
+def test_missing_cluster_template_is_one_line(emulator):
+    import pytest
+    from kubernetes.client import CoreV1Api
+
+    from services.scheduling.runner_template import TemplateError, fetch_template
+
+    with pytest.raises(TemplateError, match=r"^runner template: cannot read PodTemplate runs/nope: HTTP 404"):
+        fetch_template(CoreV1Api(emulator.api_client()), "nope", NAMESPACE)
