@@ -38,7 +38,19 @@ def _one_line(error: Exception) -> str:
 def build_app() -> typer.Typer:
     import typer
 
-    from services.cli import db, dispatch, execute, executions, integrations, local, run, schedules, workflows
+    from services.cli import (
+        db,
+        dispatch,
+        dlq,
+        execute,
+        executions,
+        integrations,
+        local,
+        run,
+        schedules,
+        spawn,
+        workflows,
+    )
 
     app = typer.Typer(
         name="wfctl",
@@ -52,9 +64,11 @@ def build_app() -> typer.Typer:
     app.add_typer(schedules.app, name="schedules")
     app.add_typer(executions.app, name="executions")
     app.add_typer(integrations.app, name="integrations")
+    app.add_typer(dlq.app, name="dlq")
     app.add_typer(local.app, name="local")
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)
+    app.command("spawn")(spawn.spawn)
     app.command("execute")(execute.execute)
     return app
 

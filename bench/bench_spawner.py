@@ -1,0 +1,172 @@
+"""Spawner throughput: messages → execution records → Jobs, at concurrency 1 and 8.
+
+Run: .venv/bin/python bench/bench_spawner.py [--messages 200] [--concurrency 1 8]
+
+Everything is real except the cluster: Postgres (embedded unless BENCH_DATABASE_URL is set), the
+embedded SQS endpoint (moto's server, far slower per call than SQS itself, so these figures are a
+floor), and a Kubernetes API emulator (kmock) on 127.0.0.1 answering Job creates over HTTP. Both
+run in processes of their own, fresh for each concurrency level, so the spawner is measured
+rather than the emulators competing with it for one interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fresh_database  # noqa: E402
+from services.core.db.models import Trigger, Workflow  # noqa: E402
+from services.core.db.session import session_factory  # noqa: E402
+from services.core.embedded import DUMMY_AWS_ENV, create_queues, free_port  # noqa: E402
+from services.core.messages import RunMessage, manual_dedup_key  # noqa: E402
+from services.core.queue import OutgoingMessage, Queue, sqs_client  # noqa: E402
+from services.core.settings import Settings  # noqa: E402
+from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH  # noqa: E402
+from services.scheduling.spawn_service import SpawnConfig, build_spawner  # noqa: E402
+
+EMULATOR = """
+import asyncio, sys, kmock
+
+async def main():
+    async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
+        handler.resources["batch/v1/jobs"] = {}
+        handler.resources["v1/pods"] = {}
+        print(str(server.url).rstrip("/"), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+
+@contextmanager
+def kubernetes_emulator() -> Iterator[str]:
+    """kmock's emulator in a process of its own (its own GIL, like a real API server)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError("the Kubernetes emulator did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def sqs_endpoint() -> Iterator[tuple[Queue, Queue]]:
+    """moto's SQS server in a process of its own, with a fresh queue and DLQ."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        os.environ.update({k: os.environ.get(k, v) for k, v in DUMMY_AWS_ENV.items()})
+        client = sqs_client(DUMMY_AWS_ENV["AWS_REGION"], f"http://127.0.0.1:{port}")
+        for _ in range(100):
+            try:
+                queue_url, dlq_url = create_queues(client, f"bench-{uuid.uuid4().hex[:8]}")
+                break
+            except Exception:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the SQS endpoint did not start")
+        yield Queue(client, queue_url), Queue(client, dlq_url)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def api_client(url: str) -> object:
+    from kubernetes.client import ApiClient, Configuration
+
+    configuration = Configuration()
+    configuration.host = url
+    configuration.connection_pool_maxsize = 32
+    return ApiClient(configuration)
+
+
+def run_once(database_url: str, messages: int, concurrency: int) -> float:
+    with sqs_endpoint() as (queue, dlq), kubernetes_emulator() as url:
+        with session_factory(database_url)() as session:
+            workflow = Workflow(name=f"bench-{uuid.uuid4().hex[:6]}", definition={"steps": []}, timeout_seconds=60)
+            session.add(workflow)
+            session.commit()
+        bodies = [
+            OutgoingMessage(
+                body=RunMessage(
+                    trigger=Trigger.MANUAL, dedup_key=manual_dedup_key(uuid.uuid4()), workflow_id=workflow.id
+                ).to_json()
+            )
+            for _ in range(messages)
+        ]
+        queue.send_batch(bodies)
+        settings = Settings(
+            database_url=database_url,
+            queue_url=queue.url,
+            dlq_url=dlq.url,
+            aws_region="us-east-1",
+            aws_endpoint_url=queue.client.meta.endpoint_url,
+        )
+        config = SpawnConfig(
+            launcher="kubernetes",
+            concurrency=concurrency,
+            runner_template=DEFAULT_TEMPLATE_PATH,
+            namespace=f"bench-{concurrency}",
+            health_port=None,
+            wait_seconds=1,
+            reconcile_seconds=3600,
+            kube_api_client=api_client(url),
+        )
+        parts = build_spawner(config, settings)
+        thread = threading.Thread(target=parts.spawner.run, daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        deadline = started + 300
+        while time.perf_counter() < deadline:
+            if parts.metrics.jobs_created._value.get() >= messages and parts.spawner.idle():
+                break
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        created = int(parts.metrics.jobs_created._value.get())
+        parts.spawner.request_stop()
+        thread.join(30)
+        parts.close()
+        remaining = Queue(queue.client, queue.url).approximate_depth()
+        if created != messages or remaining:
+            raise SystemExit(f"incomplete run: {created}/{messages} Jobs, {remaining} messages left")
+        return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args()
+    with fresh_database() as database_url:
+        for concurrency in args.concurrency:
+            elapsed = run_once(database_url, args.messages, concurrency)
+            print(
+                f"spawner concurrency={concurrency}: {args.messages} messages → {args.messages} Jobs "
+                f"in {elapsed:.2f}s = {args.messages / elapsed:.1f} messages/s",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

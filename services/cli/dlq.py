@@ -1,0 +1,37 @@
+"""`wfctl dlq list` / `wfctl dlq redrive`: inspect and resend dead-lettered run requests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+
+from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+
+app = typer.Typer(help="The dead-letter queue: messages the spawner could not use.", no_args_is_help=True)
+
+COLUMNS = ("message_id", "reason", "age_seconds", "receive_count", "dedup_key")
+
+
+@app.command("list")
+def list_command(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Every dead-lettered message with its reason, age and receive count (nothing is removed)."""
+    from services.cli.context import dead_letter_queue
+    from services.scheduling.dead_letters import list_dead_letters
+
+    now = datetime.now(UTC)
+    rows = [letter.row(now) for letter in list_dead_letters(dead_letter_queue())]
+    if output == OutputFormat.TABLE and not rows:
+        typer.echo("the dead-letter queue is empty")
+        return
+    emit_rows(rows, COLUMNS, output)
+
+
+@app.command("redrive")
+def redrive_command() -> None:
+    """Move every dead-lettered message back to the work queue (its reason is dropped)."""
+    from services.cli.context import dead_letter_queue, work_queue
+    from services.scheduling.dead_letters import redrive
+
+    moved = redrive(dead_letter_queue(), work_queue())
+    typer.echo(f"redrove {moved} message{'s' if moved != 1 else ''} to the work queue")

@@ -1,0 +1,156 @@
+"""One queue message → one execution record and at most one Job (SPEC §4 "Delivery").
+
+The order is what makes redelivery and crashes harmless: insert the execution by its dedup key,
+then create the deterministically named Job (409 is success), then mark it `starting`, and only
+then may the caller delete the message. Whatever line the process dies on, the next delivery
+finds the same row and the same Job name and finishes the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from services.core.db.models import TERMINAL_STATUSES, ExecutionStatus, Schedule, Workflow
+from services.core.executions import finish_execution, get_execution, insert_execution, transition
+from services.core.messages import MessageError, RunMessage, parse_message
+from services.core.queue import ReceivedMessage
+from services.scheduling.jobs import build_job, job_name
+from services.scheduling.launchers.base import Launcher, LaunchError
+from services.scheduling.metrics import SpawnerMetrics
+from services.scheduling.overlap import apply_overlap
+from services.scheduling.runner_template import RunnerTemplate
+
+log = logging.getLogger(__name__)
+
+#: Called at named points ("inserted", "launched", "recorded") with the execution id; tests
+#: raise from it to simulate the process dying at exactly that line.
+Checkpoint = Callable[[str, uuid.UUID], None]
+
+
+class Disposition(StrEnum):
+    DONE = "done"  # delete the message
+    RETRY = "retry"  # leave it for redelivery
+    DEAD_LETTER = "dead_letter"  # park it in the DLQ with the reason, then delete it
+
+
+@dataclass(frozen=True)
+class Result:
+    disposition: Disposition
+    reason: str | None = None
+    execution_id: uuid.UUID | None = None
+    #: The Job of this execution is known to exist (for `--drain` to wait on).
+    launched: bool = False
+
+
+class MessageHandler:
+    def __init__(
+        self,
+        session_maker: Callable[[], Session],
+        launcher: Launcher,
+        template: RunnerTemplate,
+        metrics: SpawnerMetrics,
+        max_receive_count: int | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.session_maker = session_maker
+        self.launcher = launcher
+        self.template = template
+        self.metrics = metrics
+        self.max_receive_count = max_receive_count
+        self.checkpoint = checkpoint or (lambda stage, execution_id: None)
+
+    def handle(self, message: ReceivedMessage) -> Result:
+        try:
+            run = parse_message(message.body)
+        except MessageError as error:
+            return Result(Disposition.DEAD_LETTER, f"malformed message: {error}")
+        return self._spawn(message, run)
+
+    def _spawn(self, message: ReceivedMessage, run: RunMessage) -> Result:
+        with self.session_maker() as session:
+            workflow = session.get(Workflow, run.workflow_id)
+            if workflow is None:
+                return Result(Disposition.DEAD_LETTER, f"workflow {run.workflow_id} does not exist")
+            if run.schedule_id is not None and session.get(Schedule, run.schedule_id) is None:
+                return Result(Disposition.DEAD_LETTER, f"schedule {run.schedule_id} does not exist")
+            execution, created = insert_execution(session, run)
+            session.commit()
+        extra = {"execution_id": str(execution.id), "dedup_key": run.dedup_key}
+        if created:
+            self.metrics.executions_created.inc()
+            log.info("execution created", extra=extra)
+        else:
+            self.metrics.duplicates.inc()
+            log.info("duplicate message, execution exists", extra={**extra, "status": execution.status})
+        self.checkpoint("inserted", execution.id)
+
+        if execution.status in TERMINAL_STATUSES:
+            return Result(Disposition.DONE, execution_id=execution.id)
+
+        if execution.status == ExecutionStatus.PENDING:
+            with self.session_maker() as session:
+                decision = apply_overlap(session, execution)
+                session.commit()
+            if decision.skipped:
+                self.metrics.skipped.inc()
+                log.info("execution skipped: the previous run is still active", extra=extra)
+                return Result(Disposition.DONE, execution_id=execution.id)
+            try:
+                for name in decision.jobs_to_delete:
+                    self.launcher.delete(name)
+                    self.metrics.cancelled.inc()
+                    log.info("replaced run's Job deleted", extra={**extra, "job_name": name})
+            except LaunchError as error:
+                return self._launch_failed(message, execution.id, error)
+
+        job = build_job(self.template, execution, workflow)
+        try:
+            created_job = self.launcher.launch(job)
+        except LaunchError as error:
+            return self._launch_failed(message, execution.id, error)
+        name = job_name(execution.id)
+        if created_job:
+            self.metrics.jobs_created.inc()
+            if message.sent_at_ms:
+                self.metrics.message_to_job.observe(max(0.0, time.time() - message.sent_at_ms / 1000))
+        log.info(
+            "runner Job created" if created_job else "runner Job already existed", extra={**extra, "job_name": name}
+        )
+        self.checkpoint("launched", execution.id)
+
+        with self.session_maker() as session:
+            moved = transition(
+                session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.STARTING, job_name=name
+            )
+            current = get_execution(session, execution.id)
+            session.commit()
+        if not moved and current is not None and current.status == ExecutionStatus.CANCELLED:
+            # Cancelled (replaced) while its Job was being created: the Job must not run.
+            try:
+                self.launcher.delete(name)
+            except LaunchError as error:
+                return self._launch_failed(message, execution.id, error)
+        self.checkpoint("recorded", execution.id)
+        return Result(Disposition.DONE, execution_id=execution.id, launched=True)
+
+    def _launch_failed(self, message: ReceivedMessage, execution_id: uuid.UUID, error: LaunchError) -> Result:
+        """Leave the message for redelivery; on its last allowed receive, fail the execution."""
+        self.metrics.spawn_failures.inc()
+        extra = {"execution_id": str(execution_id), "receive_count": message.receive_count, "error": str(error)}
+        last = self.max_receive_count is not None and message.receive_count >= self.max_receive_count
+        if not last:
+            log.warning("could not create the runner Job; will retry", extra=extra)
+            return Result(Disposition.RETRY, str(error), execution_id)
+        reason = f"could not create the runner Job after {message.receive_count} attempts: {error}"
+        with self.session_maker() as session:
+            finish_execution(session, execution_id, ExecutionStatus.FAILED, error=reason)
+            session.commit()
+        log.error("giving up on the runner Job; execution failed", extra=extra)
+        return Result(Disposition.DEAD_LETTER, reason, execution_id)

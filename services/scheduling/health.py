@@ -1,0 +1,101 @@
+"""`/healthz`, `/readyz` and `/metrics` over plain HTTP, served from a daemon thread.
+
+Liveness means the consume loop still turns (a wedged loop gets the pod restarted); readiness
+means SQS and Postgres answer (a spawner that cannot reach them should not count as available).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from services.scheduling.metrics import SpawnerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """When the loop last completed an iteration (monotonic seconds)."""
+
+    def __init__(self, max_age_seconds: float) -> None:
+        self.max_age_seconds = max_age_seconds
+        self._last = time.monotonic()
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self._last
+
+    def alive(self) -> bool:
+        return self.age() <= self.max_age_seconds
+
+
+ReadinessCheck = Callable[[], str | None]  # None when ready, else a one-line reason
+
+
+class HealthServer:
+    def __init__(
+        self,
+        heartbeat: Heartbeat,
+        readiness: ReadinessCheck,
+        metrics: SpawnerMetrics,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+    ) -> None:
+        handler = _handler_class(heartbeat, readiness, metrics)
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler_class(
+    heartbeat: Heartbeat, readiness: ReadinessCheck, metrics: SpawnerMetrics
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                if heartbeat.alive():
+                    self._send(200, b"ok\n")
+                else:
+                    self._send(503, f"loop stalled for {heartbeat.age():.0f}s\n".encode())
+            elif path == "/readyz":
+                try:
+                    problem = readiness()
+                except Exception as error:  # a check that blows up means not ready
+                    problem = f"{type(error).__name__}: {error}"
+                self._send(200, b"ready\n") if problem is None else self._send(503, f"{problem}\n".encode())
+            elif path == "/metrics":
+                body, content_type = metrics.render()
+                self._send(200, body, content_type)
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # probes every few seconds: quiet
+            log.debug("health %s", format % args)
+
+    return Handler

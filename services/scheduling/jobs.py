@@ -1,0 +1,215 @@
+"""The runner Job of SPEC §3, built from the runner template: a pure function, no I/O.
+
+Everything that is the same for every run (image, command, resources, secrets, security) comes
+from the template the platform deploys; everything that differs per run (name, labels, deadline,
+WORKFLOW_ID / EXECUTION_ID / WORKFLOW_INPUT) is added here. The contract rows the design fixes
+(restricted pod security, `backoffLimit: 0`, the TTL, …) are enforced here whatever the template
+says, so a template edited by hand can never produce a Job that breaks them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from kubernetes.client import (
+    V1Capabilities,
+    V1Container,
+    V1EmptyDirVolumeSource,
+    V1EnvVar,
+    V1Job,
+    V1JobSpec,
+    V1ObjectMeta,
+    V1PodSecurityContext,
+    V1PodSpec,
+    V1PodTemplateSpec,
+    V1ResourceRequirements,
+    V1SeccompProfile,
+    V1SecurityContext,
+    V1Volume,
+    V1VolumeMount,
+)
+
+from services.scheduling.runner_template import SECRET_ENV_NAMES, RunnerTemplate, TemplateError
+
+JOB_NAME_PREFIX = "workflow-exec-"
+MAX_NAME_LENGTH = 63
+RUNNER_APP = "workflow-runner"
+APP_LABEL = "app"
+WORKFLOW_ID_LABEL = "workflow-id"
+EXECUTION_ID_LABEL = "execution-id"
+TTL_SECONDS_AFTER_FINISHED = 3600
+BACKOFF_LIMIT = 0
+DEFAULT_TIMEOUT_SECONDS = 300
+#: Larger inputs are not passed in the environment; the runner reads the stored input instead
+#: (a Pod's whole spec must stay well under etcd's object size limit).
+MAX_INLINE_INPUT_BYTES = 32 * 1024
+DEFAULT_REQUESTS = {"memory": "128Mi", "cpu": "100m"}
+DEFAULT_LIMITS = {"memory": "512Mi", "cpu": "500m"}
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
+PER_RUN_ENV_NAMES = ("WORKFLOW_ID", "EXECUTION_ID", "WORKFLOW_INPUT")
+
+
+class ExecutionRef(Protocol):
+    """What the builder needs from an execution (the ORM row or any look-alike)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def input(self) -> Mapping[str, Any] | None: ...
+
+
+class WorkflowRef(Protocol):
+    """What the builder needs from a workflow."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def timeout_seconds(self) -> int | None: ...
+
+
+def job_name(execution_id: uuid.UUID) -> str:
+    """`workflow-exec-<execution-id>`: deterministic, so a retried create answers 409."""
+    name = f"{JOB_NAME_PREFIX}{str(execution_id).lower()}"
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"Job name {name!r} is longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def execution_id_of(name: str) -> uuid.UUID | None:
+    """The execution id a runner Job name encodes, or None for any other name."""
+    if not name.startswith(JOB_NAME_PREFIX):
+        return None
+    try:
+        return uuid.UUID(name[len(JOB_NAME_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def runner_labels(workflow_id: uuid.UUID, execution_id: uuid.UUID) -> dict[str, str]:
+    return {
+        APP_LABEL: RUNNER_APP,
+        WORKFLOW_ID_LABEL: str(workflow_id),
+        EXECUTION_ID_LABEL: str(execution_id),
+    }
+
+
+def inline_input(payload: Mapping[str, Any] | None) -> str | None:
+    """WORKFLOW_INPUT's value, or None when the input is too large to put in the environment."""
+    text = json.dumps(dict(payload or {}), separators=(",", ":"), sort_keys=True)
+    return text if len(text.encode()) <= MAX_INLINE_INPUT_BYTES else None
+
+
+def _pod_security(current: V1PodSecurityContext | None) -> V1PodSecurityContext:
+    context = current.model_copy(deep=True) if current else V1PodSecurityContext()
+    context.run_as_non_root = True
+    context.seccomp_profile = V1SeccompProfile(type="RuntimeDefault")
+    return context
+
+
+def _container_security(current: V1SecurityContext | None) -> V1SecurityContext:
+    context = current.model_copy(deep=True) if current else V1SecurityContext()
+    context.run_as_non_root = True
+    context.allow_privilege_escalation = False
+    context.privileged = False
+    context.read_only_root_filesystem = True
+    context.capabilities = V1Capabilities(drop=["ALL"])
+    context.seccomp_profile = V1SeccompProfile(type="RuntimeDefault")
+    return context
+
+
+def _resources(current: V1ResourceRequirements | None) -> V1ResourceRequirements:
+    """The template's resources, with the platform defaults for anything it leaves out."""
+    requests = dict(DEFAULT_REQUESTS)
+    limits = dict(DEFAULT_LIMITS)
+    if current is not None:
+        requests.update(current.requests or {})
+        limits.update(current.limits or {})
+    return V1ResourceRequirements(requests=requests, limits=limits)
+
+
+def _env(current: list[V1EnvVar] | None, per_run: list[V1EnvVar]) -> list[V1EnvVar]:
+    """Template variables (per-run names replaced), checking secrets are only referenced."""
+    kept = [var for var in current or [] if var.name not in PER_RUN_ENV_NAMES]
+    for var in kept:
+        if var.name in SECRET_ENV_NAMES and (
+            var.value is not None or var.value_from is None or var.value_from.secret_key_ref is None
+        ):
+            raise TemplateError(f"env {var.name} must come from a secretKeyRef, never a value")
+    missing = [name for name in SECRET_ENV_NAMES if name not in {var.name for var in kept}]
+    if missing:
+        raise TemplateError(f"env {', '.join(missing)} missing (a secretKeyRef is required)")
+    return [*(var.model_copy(deep=True) for var in kept), *per_run]
+
+
+def _with_tmp_volume(volumes: list[V1Volume] | None) -> list[V1Volume]:
+    result = [volume.model_copy(deep=True) for volume in volumes or []]
+    if not any(volume.name == TMP_VOLUME for volume in result):
+        result.append(V1Volume(name=TMP_VOLUME, empty_dir=V1EmptyDirVolumeSource()))
+    return result
+
+
+def _with_tmp_mount(mounts: list[V1VolumeMount] | None) -> list[V1VolumeMount]:
+    result = [mount.model_copy(deep=True) for mount in mounts or []]
+    if not any(mount.mount_path == TMP_PATH for mount in result):
+        result.append(V1VolumeMount(name=TMP_VOLUME, mount_path=TMP_PATH))
+    return result
+
+
+def _runner_container(container: V1Container, per_run_env: list[V1EnvVar]) -> V1Container:
+    result = container.model_copy(deep=True)
+    result.env = _env(container.env, per_run_env)
+    result.resources = _resources(container.resources)
+    result.security_context = _container_security(container.security_context)
+    result.volume_mounts = _with_tmp_mount(container.volume_mounts)
+    return result
+
+
+def build_job(template: RunnerTemplate, execution: ExecutionRef, workflow: WorkflowRef) -> V1Job:
+    """The Job that runs `execution` of `workflow`, per SPEC §3."""
+    name = job_name(execution.id)
+    labels = runner_labels(workflow.id, execution.id)
+    per_run_env = [
+        V1EnvVar(name="WORKFLOW_ID", value=str(workflow.id)),
+        V1EnvVar(name="EXECUTION_ID", value=str(execution.id)),
+    ]
+    payload = inline_input(execution.input)
+    if payload is not None:
+        per_run_env.append(V1EnvVar(name="WORKFLOW_INPUT", value=payload))
+
+    source = template.pod
+    spec: V1PodSpec = source.spec.model_copy(deep=True) if source.spec else V1PodSpec(containers=[])
+    spec.containers = [
+        _runner_container(c, per_run_env) if c.name == template.container_name else c for c in spec.containers
+    ]
+    spec.restart_policy = "Never"
+    spec.automount_service_account_token = False
+    spec.security_context = _pod_security(spec.security_context)
+    spec.volumes = _with_tmp_volume(spec.volumes)
+
+    pod_metadata = V1ObjectMeta(
+        labels={**((source.metadata.labels if source.metadata else None) or {}), **labels},
+        annotations=(source.metadata.annotations if source.metadata else None) or None,
+    )
+    timeout = workflow.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
+    return V1Job(
+        api_version="batch/v1",
+        kind="Job",
+        metadata=V1ObjectMeta(name=name, namespace=template.namespace, labels=labels),
+        spec=V1JobSpec(
+            ttl_seconds_after_finished=TTL_SECONDS_AFTER_FINISHED,
+            backoff_limit=BACKOFF_LIMIT,
+            active_deadline_seconds=int(timeout),
+            template=V1PodTemplateSpec(metadata=pod_metadata, spec=spec),
+        ),
+    )
+
+
+def job_manifest(job: V1Job) -> dict[str, Any]:
+    """The Job as the API server sees it (camelCase JSON), e.g. for validation or a dry run."""
+    return job.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -1,0 +1,5 @@
+"""Where runner Jobs run: a Kubernetes cluster, or subprocesses on this machine (SPEC §8)."""
+
+from services.scheduling.launchers.base import Launcher, LaunchError
+
+__all__ = ["LaunchError", "Launcher"]

@@ -1,0 +1,72 @@
+"""A schedule's `overlap` setting (SPEC §4), like a CronJob's `concurrencyPolicy`.
+
+Decided under a row lock on the schedule, so two runs of one schedule spawned at the same moment
+(by two workers or two replicas) see each other's decision instead of both skipping or both
+replacing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.core.db.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Overlap, Schedule
+from services.core.executions import finish_execution, now_utc, transition
+from services.scheduling.jobs import job_name
+
+
+@dataclass(frozen=True)
+class OverlapDecision:
+    skipped: bool = False
+    #: Jobs of the runs this one replaces; the caller deletes them before creating its own.
+    jobs_to_delete: list[str] = field(default_factory=list)
+
+
+def replaced_error(execution_id: uuid.UUID) -> str:
+    return f"cancelled: replaced by execution {execution_id} of the same schedule"
+
+
+def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
+    """Apply the schedule's policy to a pending execution; the caller commits."""
+    if execution.schedule_id is None:
+        return OverlapDecision()
+    policy = session.scalar(select(Schedule.overlap).where(Schedule.id == execution.schedule_id).with_for_update())
+    if policy is None or policy == Overlap.ALLOW:
+        return OverlapDecision()
+    others = list(
+        session.execute(
+            select(Execution.id, Execution.status).where(
+                Execution.schedule_id == execution.schedule_id,
+                Execution.id != execution.id,
+                Execution.status.in_([str(s) for s in ACTIVE_STATUSES]),
+            )
+        )
+    )
+    if policy == Overlap.SKIP:
+        if not others:
+            return OverlapDecision()
+        other_id, other_status = others[0]
+        transition(
+            session,
+            execution.id,
+            [ExecutionStatus.PENDING],
+            ExecutionStatus.SKIPPED,
+            finished_at=now_utc(),
+            error=f"skipped: execution {other_id} of the same schedule is still {other_status}",
+        )
+        return OverlapDecision(skipped=True)
+    # replace: cancel the others now; a retried message also re-deletes the Jobs of the runs it
+    # cancelled earlier, in case it died between the cancel and the delete.
+    for other_id, _ in others:
+        finish_execution(session, other_id, ExecutionStatus.CANCELLED, error=replaced_error(execution.id))
+    already = session.scalars(
+        select(Execution.id).where(
+            Execution.schedule_id == execution.schedule_id,
+            Execution.status == ExecutionStatus.CANCELLED.value,
+            Execution.error == replaced_error(execution.id),
+        )
+    )
+    return OverlapDecision(jobs_to_delete=sorted(job_name(i) for i in already))

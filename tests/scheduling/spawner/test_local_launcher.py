@@ -1,0 +1,161 @@
+"""The local launcher: the Job's environment, its deadline, idempotent names, and `--drain`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.core.db.models import ExecutionStatus
+from services.core.db.session import session_factory
+from services.core.executions import get_execution, insert_execution
+from services.scheduling.jobs import build_job
+from services.scheduling.launchers.local import LocalLauncher
+from services.scheduling.outcomes import JobState
+from services.scheduling.reconciler import Reconciler
+from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
+from tests.scheduling.spawner.conftest import WORKTREE, executions, manual_message, send
+
+# A runner that records success the way the real one does (a conditional update), echoing the
+# environment it was given into the execution's output.
+SUCCEEDING = """
+import json, os, psycopg
+names = ("WORKFLOW_ID", "EXECUTION_ID", "WORKFLOW_INPUT", "DATABASE_URL", "INTEGRATION_ENCRYPTION_KEY", "LOG_FORMAT")
+env = {k: os.environ.get(k) for k in names}
+with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+    conn.execute(
+        "UPDATE executions SET status = 'succeeded', finished_at = now(), output = %s "
+        "WHERE id = %s AND status IN ('pending', 'starting', 'running')",
+        (json.dumps(env), os.environ["EXECUTION_ID"]),
+    )
+"""
+SLEEPING = "import time\ntime.sleep(30)\n"
+FAILING = "import sys\nsys.exit(3)\n"
+
+
+@dataclass
+class FakeExecution:
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    input: dict[str, Any] = field(default_factory=lambda: {"n": 1})
+
+
+@dataclass
+class FakeWorkflow:
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    timeout_seconds: int = 60
+
+
+def script(tmp_path: Path, source: str) -> list[str]:
+    path = tmp_path / f"runner_{uuid.uuid4().hex[:6]}.py"
+    path.write_text(source)
+    return [sys.executable, str(path)]
+
+
+@pytest.fixture
+def template():
+    return load_template_file(DEFAULT_TEMPLATE_PATH, "local")
+
+
+def test_deadline_sigterm_then_outcome(tmp_path, template):
+    launcher = LocalLauncher(script(tmp_path, SLEEPING), grace_seconds=0.5, poll_seconds=0.05)
+    try:
+        job = build_job(template, FakeExecution(), FakeWorkflow(timeout_seconds=1))
+        assert launcher.launch(job) is True
+        assert launcher.launch(job) is False  # idempotent per name
+        assert launcher.wait_idle(timeout=5)
+        [outcome] = launcher.observe()
+        assert outcome.state == JobState.TIMED_OUT
+        assert outcome.reason == "deadline exceeded after 1s"
+    finally:
+        launcher.close()
+
+
+def test_non_zero_exit_and_delete(tmp_path, template):
+    failing = LocalLauncher(script(tmp_path, FAILING), poll_seconds=0.05)
+    sleeping = LocalLauncher(script(tmp_path, SLEEPING), grace_seconds=0.5, poll_seconds=0.05)
+    try:
+        failing.launch(build_job(template, FakeExecution(), FakeWorkflow()))
+        assert failing.wait_idle(timeout=5)
+        [outcome] = failing.observe()
+        assert (outcome.state, outcome.reason) == (JobState.FAILED, "runner exited with code 3")
+
+        job = build_job(template, FakeExecution(), FakeWorkflow())
+        sleeping.launch(job)
+        sleeping.delete(job.metadata.name)
+        assert sleeping.wait_idle(timeout=5)
+        [outcome] = sleeping.observe()
+        assert outcome.state == JobState.FAILED and outcome.reason == "Job deleted"
+        assert sleeping.process_ended(job.metadata.name)
+    finally:
+        failing.close()
+        sleeping.close()
+
+
+def test_bounded_concurrency(tmp_path, template):
+    launcher = LocalLauncher(script(tmp_path, SLEEPING), max_running=2, grace_seconds=0.2, poll_seconds=0.05)
+    try:
+        jobs = [build_job(template, FakeExecution(), FakeWorkflow()) for _ in range(3)]
+        for job in jobs:
+            launcher.launch(job)
+        states = sorted(outcome.state for outcome in launcher.observe())
+        assert states == [JobState.PENDING, JobState.RUNNING, JobState.RUNNING]
+        for job in jobs:
+            launcher.delete(job.metadata.name)
+        assert launcher.wait_idle(timeout=5)
+    finally:
+        launcher.close()
+
+
+def test_failed_exit_without_status_is_reconciled(db, workflow, tmp_path, template):
+    with session_factory(db)() as session:
+        execution, _ = insert_execution(session, manual_message(workflow))
+        session.commit()
+    launcher = LocalLauncher(script(tmp_path, FAILING), poll_seconds=0.05)
+    try:
+        launcher.launch(build_job(template, execution, workflow))
+        assert launcher.wait_idle(timeout=5)
+        Reconciler(session_factory(db), launcher).run_once()
+    finally:
+        launcher.close()
+    with session_factory(db)() as session:
+        row = get_execution(session, execution.id)
+        assert (row.status, row.error) == (ExecutionStatus.FAILED, "runner exited with code 3")
+
+
+def test_drain_with_the_local_launcher(db, queues, workflow, tmp_path, start_spawner, monkeypatch):
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", "test-key")
+    monkeypatch.setenv("PYTHONPATH", str(WORKTREE))
+    messages = [manual_message(workflow, {"i": i}) for i in range(3)]
+    send(queues, *(m.to_json() for m in messages))
+    spawner = start_spawner(
+        launcher="local", drain=True, runner_command=script(tmp_path, SUCCEEDING), reconcile_seconds=0.5
+    )
+    spawner.thread.join(timeout=20)
+    assert not spawner.thread.is_alive(), "--drain did not exit"
+    assert spawner.stop() == 0
+    rows = executions(db)
+    assert len(rows) == 3
+    assert {r.status for r in rows} == {ExecutionStatus.SUCCEEDED}
+    for row in rows:
+        env = row.output
+        assert env["EXECUTION_ID"] == str(row.id)
+        assert env["WORKFLOW_ID"] == str(workflow.id)
+        assert json.loads(env["WORKFLOW_INPUT"]) == row.input
+        assert env["DATABASE_URL"] == db  # passed through: no Secrets on one machine
+        assert env["INTEGRATION_ENCRYPTION_KEY"] == "test-key"
+        assert env["LOG_FORMAT"] == "json"
+
+
+def test_drain_fails_runs_that_exit_without_a_status(db, queues, workflow, tmp_path, start_spawner):
+    send(queues, manual_message(workflow).to_json())
+    spawner = start_spawner(launcher="local", drain=True, runner_command=script(tmp_path, FAILING))
+    spawner.thread.join(timeout=20)
+    assert not spawner.thread.is_alive(), "--drain did not exit"
+    spawner.stop()
+    [row] = executions(db)
+    assert (row.status, row.error) == (ExecutionStatus.FAILED, "runner exited with code 3")
