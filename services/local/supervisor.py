@@ -72,6 +72,8 @@ class LocalPlatform:
         self.state.prepare(self.options.reset)
         env = dict(DUMMY_AWS_ENV)
         env["LOG_FORMAT"] = os.environ.get("LOG_FORMAT", "text")
+        # Runs on this machine may call services on 127.0.0.1 (the examples' demo API does).
+        env["RUNNER_DENY_PRIVATE_NETWORKS"] = os.environ.get("RUNNER_DENY_PRIVATE_NETWORKS", "0")
         env["INTEGRATION_ENCRYPTION_KEY"] = os.environ.get("INTEGRATION_ENCRYPTION_KEY") or self.state.encryption_key()
         database_url = os.environ.get("DATABASE_URL")
         if database_url:

@@ -44,6 +44,9 @@ INHERITED_ENV = (
     "REQUESTS_CA_BUNDLE",
     "LOG_LEVEL",
 )
+#: Template values the spawner's own environment may override on one machine: `wfctl local up`
+#: lets runs reach services on 127.0.0.1 (the cluster denies private networks) and logs as text.
+LOCAL_OVERRIDES = ("RUNNER_DENY_PRIVATE_NETWORKS", "LOG_FORMAT")
 FINISHED_RETENTION_SECONDS = 3600.0  # like ttlSecondsAfterFinished
 
 
@@ -73,7 +76,7 @@ def job_environment(job: V1Job, spawner_env: Mapping[str, str]) -> dict[str, str
         for var in runner.env or []:
             if var.value is not None:
                 env[var.name] = var.value
-    for name in SECRET_ENV_NAMES:
+    for name in (*SECRET_ENV_NAMES, *LOCAL_OVERRIDES):
         if name in spawner_env:
             env[name] = spawner_env[name]
     return env

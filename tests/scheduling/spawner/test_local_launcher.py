@@ -159,3 +159,15 @@ def test_drain_fails_runs_that_exit_without_a_status(db, queues, workflow, tmp_p
     spawner.stop()
     [row] = executions(db)
     assert (row.status, row.error) == (ExecutionStatus.FAILED, "runner exited with code 3")
+
+
+def test_runner_environment_follows_the_template_unless_the_machine_overrides(template):
+    from services.scheduling.launchers.local import job_environment
+
+    job = build_job(template, FakeExecution(), FakeWorkflow())
+    secrets = {"DATABASE_URL": "postgresql://db", "INTEGRATION_ENCRYPTION_KEY": "k", "AWS_SECRET_ACCESS_KEY": "no"}
+    cluster_like = job_environment(job, secrets)
+    assert cluster_like["RUNNER_DENY_PRIVATE_NETWORKS"] == "1"  # the template's value
+    assert cluster_like["DATABASE_URL"] == "postgresql://db" and "AWS_SECRET_ACCESS_KEY" not in cluster_like
+    on_one_machine = job_environment(job, {**secrets, "RUNNER_DENY_PRIVATE_NETWORKS": "0", "LOG_FORMAT": "text"})
+    assert on_one_machine["RUNNER_DENY_PRIVATE_NETWORKS"] == "0" and on_one_machine["LOG_FORMAT"] == "text"
