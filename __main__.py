@@ -1,4 +1,4 @@
-"""Workflow Runtime on Kubernetes: the Pulumi program (SPEC §7).
+"""Workflow Runtime on Kubernetes: the Pulumi program (docs/architecture.md).
 
 Deliberately thin: read the stack configuration (`infra.config.load`, the only place config is
 read), create the components of `infra/` in dependency order, export what operators and CI need.

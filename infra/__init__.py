@@ -1,4 +1,4 @@
-"""The Pulumi components of Workflow Runtime (SPEC §7).
+"""The Pulumi components of Workflow Runtime (docs/architecture.md).
 
 One `ComponentResource` per module, each taking a typed `...Args` dataclass. The root
 `__main__.py` reads the stack configuration once (`infra.config.load`) and wires these together.

@@ -1,6 +1,6 @@
 """The dispatcher: a CronJob that runs one `wfctl dispatch` tick every minute.
 
-Each tick finds due schedules in Postgres and sends one message per fire time to SQS (SPEC §1).
+Each tick finds due schedules in Postgres and sends one message per fire time to SQS (docs/architecture.md).
 `concurrencyPolicy: Forbid` keeps ticks from overlapping; a tick that was skipped is not lost,
 because the next one sees the missed fire times and applies the schedule's catch-up rule.
 """

@@ -2,7 +2,7 @@
 
 Values that are secret (database URL, encryption key, AWS keys) only ever appear as
 `secretKeyRef`s: a pod spec, the runner template and the spawner's view of them carry the Secret's
-name and key, never the value (SPEC §3).
+name and key, never the value (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ without AWS. Each service role can do only what that service does with SQS:
 
 - dispatcher: send to the work queue;
 - spawner: receive, delete and extend visibility on the work queue, and send to the DLQ (the
-  spawner dead-letters messages it cannot parse, SPEC §5).
+  spawner dead-letters messages it cannot parse).
 
 Operators' `wfctl dlq list/redrive` run with the operator's own credentials, not these roles.
 """

@@ -1,6 +1,6 @@
 """The runner Job template, as a typed Kubernetes `PodTemplate` in the platform namespace.
 
-The spawner builds every `workflow-exec-<execution-id>` Job from this object (SPEC §3): it reads
+The spawner builds every `workflow-exec-<execution-id>` Job from this object (docs/architecture.md): it reads
 the PodTemplate named by RUNNER_TEMPLATE_NAME, copies its `template`, adds the per-Job settings
 (name, `workflow-id`/`execution-id` labels, `ttlSecondsAfterFinished`, `backoffLimit`,
 `activeDeadlineSeconds`) and the per-run variables WORKFLOW_ID, EXECUTION_ID and WORKFLOW_INPUT.
@@ -92,7 +92,7 @@ class RunnerTemplate(pulumi.ComponentResource):
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=service_account.metadata.name,
                     automount_service_account_token=False,
-                    # Jobs require Never or OnFailure; retries are the platform's (SPEC §3).
+                    # Jobs require Never or OnFailure; retries are the platform's (docs/architecture.md).
                     restart_policy="Never",
                     # Service links would leak every Service in the namespace into the env.
                     enable_service_links=False,

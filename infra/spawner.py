@@ -1,7 +1,7 @@
 """The job spawner: a Deployment running `wfctl spawn --launcher kubernetes`.
 
 It long-polls SQS, records the execution in Postgres and creates one Job per message from the
-runner template (SPEC §1). Its RBAC is exactly what that needs, in its own namespace only:
+runner template (docs/architecture.md). Its RBAC is exactly what that needs, in its own namespace only:
 create/inspect/delete Jobs, read their Pods (to reconcile outcomes the runner could not report)
 and read the one PodTemplate it builds Jobs from.
 """

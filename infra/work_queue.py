@@ -1,6 +1,6 @@
 """The SQS queue between dispatcher and spawner, and its dead-letter queue.
 
-The queue is the platform's buffer and retry mechanism (SPEC §1, §5): a message the spawner cannot
+The queue is the platform's buffer and retry mechanism (docs/architecture.md): a message the spawner cannot
 finish becomes visible again after the visibility timeout and is retried, and after
 `max_receive_count` receives SQS moves it to the DLQ, where `wfctl dlq list/redrive` find it.
 """

@@ -1,4 +1,4 @@
-"""`wfctl execute`: the runner, the Kubernetes Job's command (SPEC §3).
+"""`wfctl execute`: the runner, the Kubernetes Job's command (docs/architecture.md).
 
 No options: everything comes from the Job's environment (WORKFLOW_ID, EXECUTION_ID,
 WORKFLOW_INPUT, DATABASE_URL, INTEGRATION_ENCRYPTION_KEY). `wfctl execute` with no arguments

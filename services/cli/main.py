@@ -1,4 +1,4 @@
-"""`wfctl`: the command line of Workflow Runtime (SPEC §6).
+"""`wfctl`: the command line of Workflow Runtime (README, CLI).
 
 Commands are thin: parse → call a service function → render. Errors a user can fix are one line
 on stderr with exit status 2; configuration errors exit 2 as well; bugs keep their traceback.

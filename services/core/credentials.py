@@ -34,7 +34,7 @@ Credential = dict[str, str]
 
 
 def validate_credential(document: Any, field: str = "credential") -> Credential:
-    """Check one of the four shapes of SPEC §4; raises UserError naming the field."""
+    """Check one of the four shapes in docs/workflows.md; raises UserError naming the field."""
     if not isinstance(document, dict):
         raise UserError(field, "must be a mapping with a type (bearer, basic, header or query)")
     kind = document.get("type")

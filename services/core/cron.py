@@ -1,7 +1,7 @@
 """Cron math: standard 5-field expressions, IANA time zones, and ISC/Vixie cron's DST rules.
 
 Pure functions over aware UTC datetimes. Wall-clock candidates come from croniter on naive local
-times; each is then mapped to real instants with the DST rules of SPEC §4:
+times; each is then mapped to real instants with the DST rules of the README's Schedules section:
 
 * An expression is *fixed-time* when neither its minute nor its hour field starts with ``*``.
 * Spring forward (the wall time does not exist): a fixed-time fire time runs once at the first

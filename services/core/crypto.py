@@ -1,4 +1,4 @@
-"""Encryption keys for integration credentials (SPEC §4 "Integrations").
+"""Encryption keys for integration credentials (docs/workflows.md, Integrations).
 
 `INTEGRATION_ENCRYPTION_KEY` holds one or more comma-separated Fernet keys. The first key
 encrypts; every key decrypts. That is what lets an operator rotate without downtime: prepend a

@@ -1,4 +1,4 @@
-"""Embedded stand-ins for the real services, for one machine (SPEC §8) and for the tests.
+"""Embedded stand-ins for the real services, for one machine (docs/architecture.md) and for the tests.
 
 PostgreSQL comes from `pgserver` (a real server binary in a data folder we own); SQS from moto's
 server mode on 127.0.0.1 (real HTTP, the same boto3 calls as AWS). Both are optional

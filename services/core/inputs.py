@@ -1,4 +1,4 @@
-"""Run inputs: a JSON object of at most 256 KiB (SPEC §6)."""
+"""Run inputs: a JSON object of at most 256 KiB (README, CLI)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Integration storage: named credentials, encrypted at rest (SPEC §4 "Integrations").
+"""Integration storage: named credentials, encrypted at rest (docs/workflows.md, Integrations).
 
 Only the credential type is stored in clear; the rest is one authenticated ciphertext. Nothing
 here ever returns a secret to a listing.

@@ -1,4 +1,4 @@
-"""The queue message of SPEC §5: building, serialising and parsing, with no I/O.
+"""The queue message (docs/architecture.md): building, serialising and parsing, with no I/O.
 
 Parsing is strict: a message that does not parse raises `MessageError` with a reason, which the
 spawner records when it moves the message to the dead-letter queue.

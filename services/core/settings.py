@@ -1,6 +1,6 @@
 """Configuration from the environment, read in one place.
 
-Every service and the CLI take their configuration from the same variables (SPEC §3, §6), so a
+Every service and the CLI take their configuration from the same variables (docs/architecture.md), so a
 process in the cluster and one on a laptop behave the same.
 """
 

@@ -1,4 +1,4 @@
-"""`wfctl local up`: the whole platform on one machine, with the cluster's code paths (SPEC §8).
+"""`wfctl local up`: the whole platform on one machine, with the cluster's code paths (docs/architecture.md).
 
 The supervisor starts the embedded services (PostgreSQL, an SQS endpoint on 127.0.0.1) unless
 the environment already names real ones, then runs the same commands the cluster runs: `wfctl

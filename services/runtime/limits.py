@@ -1,4 +1,4 @@
-"""Size bounds and JSON hygiene for what a run reads and stores (SPEC §4, §6).
+"""Size bounds and JSON hygiene for what a run reads and stores (docs/workflows.md).
 
 Inputs over 256 KiB fail the run; a step output over 64 KiB is stored as a marker with a preview
 so one chatty API cannot bloat the executions table. Postgres refuses NUL characters in text and

@@ -1,4 +1,4 @@
-"""Where an `http` step may connect (SSRF protection, SPEC "Bounds and safety").
+"""Where an `http` step may connect (SSRF protection, docs/workflows.md).
 
 A workflow author controls step URLs, and the runner runs inside the cluster, so a URL could
 otherwise reach the cloud metadata service (node credentials) or internal services. Link-local

@@ -1,4 +1,4 @@
-"""Keep decrypted credentials out of everything a run leaves behind (SPEC §4 "Integrations").
+"""Keep decrypted credentials out of everything a run leaves behind (docs/workflows.md, Integrations).
 
 A `Redactor` is built from the secret strings a run decrypted. It is applied to every step
 output and error before they are stored, and (through `redacting_logs`) to every log record, so

@@ -51,7 +51,7 @@ EXIT_SIGTERM = 143
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """The Job's environment (SPEC §3)."""
+    """The Job's environment (docs/architecture.md)."""
 
     workflow_id: str
     execution_id: uuid.UUID

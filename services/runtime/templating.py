@@ -1,4 +1,4 @@
-"""Templates in a step's `with` and `if` (SPEC §4): Jinja2, sandboxed, strict about undefined names.
+"""Templates in a step's `with` and `if` (docs/workflows.md): Jinja2, sandboxed, strict about undefined names.
 
 Why these choices:
 - The sandbox keeps a workflow author from reaching Python internals through a template.

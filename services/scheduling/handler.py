@@ -1,4 +1,4 @@
-"""One queue message → one execution record and at most one Job (SPEC §4 "Delivery").
+"""One queue message → one execution record and at most one Job (docs/architecture.md, Delivery).
 
 The order is what makes redelivery and crashes harmless: insert the execution by its dedup key,
 then create the deterministically named Job (409 is success), then mark it `starting`, and only

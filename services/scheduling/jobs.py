@@ -1,4 +1,4 @@
-"""The runner Job of SPEC §3, built from the runner template: a pure function, no I/O.
+"""The runner Job (docs/architecture.md), built from the runner template: a pure function, no I/O.
 
 Everything that is the same for every run (image, command, resources, secrets, security) comes
 from the template the platform deploys; everything that differs per run (name, labels, deadline,
@@ -171,7 +171,7 @@ def _runner_container(container: V1Container, per_run_env: list[V1EnvVar]) -> V1
 
 
 def build_job(template: RunnerTemplate, execution: ExecutionRef, workflow: WorkflowRef) -> V1Job:
-    """The Job that runs `execution` of `workflow`, per SPEC §3."""
+    """The Job that runs `execution` of `workflow`, per the runner Job contract (docs/architecture.md)."""
     name = job_name(execution.id)
     labels = runner_labels(workflow.id, execution.id)
     per_run_env = [

@@ -1,4 +1,4 @@
-"""A schedule's `overlap` setting (SPEC §4), like a CronJob's `concurrencyPolicy`.
+"""A schedule's `overlap` setting (README, Schedules), like a CronJob's `concurrencyPolicy`.
 
 Decided under a row lock on the schedule, so two runs of one schedule spawned at the same moment
 (by two workers or two replicas) see each other's decision instead of both skipping or both

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from services.core.db.models import Catchup
 
-# A fire time first seen more than this long after it is "missed" (SPEC §4).
+# A fire time first seen more than this long after it is "missed" (README, Schedules).
 MISSED_AFTER = timedelta(seconds=60)
 # `catchup: all` enqueues at most this many missed times per tick, oldest first.
 MAX_CATCHUP_PER_TICK = 100

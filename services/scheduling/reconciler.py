@@ -1,4 +1,4 @@
-"""Ends executions the runner could not end itself (SPEC §1.2: "every execution ends").
+"""Ends executions the runner could not end itself ("every execution ends": docs/architecture.md).
 
 The runner writes its own final status; it cannot when its pod is killed at the deadline or for
 memory, when its image never pulls, or when its Job never got created. Each pass compares the

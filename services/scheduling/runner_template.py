@@ -21,7 +21,7 @@ DEFAULT_TEMPLATE_PATH = Path(__file__).with_name("runner-template.yaml")
 DEFAULT_TEMPLATE_NAME = "workflow-runner"
 DEFAULT_NAMESPACE = "default"
 CONTAINER_NAME = "runner"
-#: Variables whose values are secret: the template may only reference them (SPEC §3).
+#: Variables whose values are secret: the template may only reference them (docs/architecture.md).
 SECRET_ENV_NAMES = ("DATABASE_URL", "INTEGRATION_ENCRYPTION_KEY")
 
 

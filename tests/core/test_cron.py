@@ -1,4 +1,4 @@
-"""Cron math: syntax, time zones and every DST rule of SPEC §4, without I/O."""
+"""Cron math: syntax, time zones and every DST rule of the README, without I/O."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def test_ci_stack_with_prebuilt_images_validates(prebuilt_run: ProgramRun, versi
 
 
 def job_from_template(template: dict[str, Any], timeout_seconds: int = 300) -> dict[str, Any]:
-    """What the spawner creates for one execution (SPEC §3), from the runner template."""
+    """What the spawner creates for one execution (docs/architecture.md), from the runner template."""
     execution_id = str(uuid.uuid4())
     workflow_id = str(uuid.uuid4())
     pod_template = copy.deepcopy(template["template"])

@@ -1,4 +1,4 @@
-"""The runner template carries every part of the runner Job contract (SPEC §3) it can carry.
+"""The runner template carries every part of the runner Job contract (docs/architecture.md) it can carry.
 
 Job-level rows (name, per-run labels, ttlSecondsAfterFinished, backoffLimit,
 activeDeadlineSeconds, WORKFLOW_* variables) are added per Job by the spawner; the manifest tests

@@ -1,4 +1,4 @@
-"""The wfctl commands of SPEC §6 that belong to the scheduling core, for people and scripts."""
+"""The wfctl commands that belong to the scheduling core, for people and scripts."""
 
 from __future__ import annotations
 

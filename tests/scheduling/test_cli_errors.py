@@ -1,4 +1,4 @@
-"""SPEC §6: bad input of any kind gets a one-line error naming the field, exit 2, no change."""
+"""Bad input of any kind gets a one-line error naming the field, exit 2, no change."""
 
 from __future__ import annotations
 

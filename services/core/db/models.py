@@ -109,7 +109,7 @@ class Workflow(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
     name: Mapped[str] = mapped_column(String(253), unique=True)
-    # The validated, normalised definition (SPEC §4), as applied.
+    # The validated, normalised definition (docs/workflows.md), as applied.
     definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -1,4 +1,4 @@
-"""Where runner Jobs run: a Kubernetes cluster, or subprocesses on this machine (SPEC §8)."""
+"""Where runner Jobs run: a Kubernetes cluster, or subprocesses on this machine (docs/architecture.md)."""
 
 from services.scheduling.launchers.base import Launcher, LaunchError
 

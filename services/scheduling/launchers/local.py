@@ -1,4 +1,4 @@
-"""Runner "Jobs" as subprocesses on this machine (SPEC §8), with the Job's semantics.
+"""Runner "Jobs" as subprocesses on this machine (docs/architecture.md), with the Job's semantics.
 
 The same V1Job the cluster would get is the input: its runner container's plain variables become
 the subprocess environment, its `activeDeadlineSeconds` is enforced (SIGTERM, then SIGKILL after

@@ -1,4 +1,4 @@
-"""The Job builder against SPEC §3, row by row, and against the Kubernetes schemas."""
+"""The Job builder against the runner Job contract, row by row, and against the Kubernetes schemas."""
 
 from __future__ import annotations
 
