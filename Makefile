@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check services infra tests bench
+	$(BIN)/ruff check services infra tests bench policy __main__.py
 
 ## Speed and memory targets (not part of the test suite).
 bench: $(STAMP)

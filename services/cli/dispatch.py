@@ -20,6 +20,7 @@ def dispatch(
         try:
             current = parse_utc_iso(now)
         except ValueError:
-            raise UserError("now", f"{now!r} is not an ISO-8601 time with an offset (e.g. 2026-11-28T09:00:00Z)") from None
+            example = "2026-11-28T09:00:00Z"
+            raise UserError("now", f"{now!r} is not an ISO-8601 time with an offset (e.g. {example})") from None
     summary = tick(session_factory(settings().require_database_url()), work_queue(), now=current)
     typer.echo(summary.line())

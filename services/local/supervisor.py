@@ -99,7 +99,8 @@ class LocalPlatform:
             env["QUEUE_URL"], env["DLQ_URL"] = create_queues(client, QUEUE_NAME)
             env["AWS_ENDPOINT_URL"] = self.sqs.endpoint_url
             restored = self._restore_queues(env)
-            say(f"queue: embedded SQS at {self.sqs.endpoint_url}" + (f", {restored} messages restored" if restored else ""))
+            restored_note = f", {restored} messages restored" if restored else ""
+            say(f"queue: embedded SQS at {self.sqs.endpoint_url}{restored_note}")
         self.env = env
         self.state.write_env(env)
         if self.options.examples_dir is not None:
@@ -154,7 +155,8 @@ class LocalPlatform:
                 next_tick = (time.time() // period + 1) * period + (1 if period >= 60 else 0)
             if self.spawner is not None and self.spawner.poll() is not None:
                 if time.monotonic() - self.spawner_started_at >= SPAWNER_RESTART_SECONDS:
-                    on_tick(f"spawner exited with {self.spawner.returncode}; restarting it (log: {self.state.root / 'spawner.log'})")
+                    log_file = self.state.root / "spawner.log"
+                    on_tick(f"spawner exited with {self.spawner.returncode}; restarting it (log: {log_file})")
                     self._start_spawner()
             on_idle()
             self.stop_requested.wait(min(1.0, max(0.05, next_tick - time.time())))
@@ -225,7 +227,9 @@ class LocalPlatform:
         saved = json.loads(self.state.queue_snapshot.read_text())
         restored = 0
         for name, queue in self._queues(env).items():
-            messages = [OutgoingMessage(body=m["body"], attributes=m.get("attributes") or None) for m in saved.get(name, [])]
+            messages = [
+                OutgoingMessage(body=m["body"], attributes=m.get("attributes") or None) for m in saved.get(name, [])
+            ]
             restored += queue.send_batch(messages)
         self.state.queue_snapshot.unlink()
         return restored

@@ -102,4 +102,5 @@ class StatusLines:
                 self.seen[e["id"]] = e["status"]
                 duration = f" {e['duration']:.1f}s" if e["duration"] is not None else ""
                 error = f" error={e['error']}" if e["error"] else ""
-                self.emit(f"execution {e['id']} {e['workflow']} {e['trigger']} attempt={e['attempt']} {e['status']}{duration}{error}")
+                what = f"{e['workflow']} {e['trigger']} attempt={e['attempt']}"
+                self.emit(f"execution {e['id']} {what} {e['status']}{duration}{error}")

@@ -167,7 +167,8 @@ def backfill_schedule(
         raise UserError("to", "is before --from")
     times = cron.fire_times(schedule.cron, schedule.timezone, start, end)
     if len(times) > MAX_BACKFILL_FIRE_TIMES:
-        raise UserError("to", f"the range holds {len(times)} fire times; at most {MAX_BACKFILL_FIRE_TIMES} per backfill")
+        limit = MAX_BACKFILL_FIRE_TIMES
+        raise UserError("to", f"the range holds {len(times)} fire times; at most {limit} per backfill")
     keys = {schedule_dedup_key(schedule.id, t): t for t in times}
     existing = set(session.scalars(select(Execution.dedup_key).where(Execution.dedup_key.in_(list(keys)))))
     to_send = [t for key, t in keys.items() if key not in existing]
