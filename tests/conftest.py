@@ -24,6 +24,16 @@ from services.core.db.session import engine_for, session_factory
 from services.core.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cluster` need a real cluster: they run only when KUBECONFIG is set."""
+    if os.environ.get("KUBECONFIG"):
+        return
+    skip = pytest.mark.skip(reason="needs a real cluster (set KUBECONFIG)")
+    for item in items:
+        if "cluster" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A migrated, empty database for this test session (see `scratch_database`)."""
