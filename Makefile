@@ -5,19 +5,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.installed-local
 
 .PHONY: install run test test-fast lint bench clean
 
+# Everything (services, Pulumi program, test tools), in one resolver run.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(STAMP) $(LOCAL_STAMP)
+
+# Just what the local platform needs, so `make run` starts quickly on a fresh clone.
+$(LOCAL_STAMP): requirements-local.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-local.txt
+	touch $(LOCAL_STAMP)
 
 install: $(STAMP)
 
 ## The whole platform on this machine (embedded Postgres + SQS), examples applied.
-run: $(STAMP)
+run: $(LOCAL_STAMP)
 	$(BIN)/wfctl local up --examples
 
 ## The whole test suite (embedded Postgres unless TEST_DATABASE_URL is set).
