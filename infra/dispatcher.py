@@ -77,13 +77,7 @@ class Dispatcher(pulumi.ComponentResource):
                 *args.aws_access.env,
                 env.plain("LOG_FORMAT", "json"),
             ],
-            resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={
-                    "cpu": args.resources.cpu_request,
-                    "memory": args.resources.memory_request,
-                },
-                limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
-            ),
+            resources=pod_security.resource_requirements(args.resources),
             security_context=pod_security.container_security_context(),
             volume_mounts=[pod_security.tmp_volume_mount()],
         )
@@ -108,14 +102,11 @@ class Dispatcher(pulumi.ComponentResource):
                         active_deadline_seconds=ACTIVE_DEADLINE_SECONDS,
                         template=k8s.core.v1.PodTemplateSpecArgs(
                             metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                            spec=k8s.core.v1.PodSpecArgs(
-                                service_account_name=service_account.metadata.name,
+                            spec=pod_security.restricted_pod_spec(
+                                service_account.metadata.name,
+                                container,
                                 automount_service_account_token=False,
                                 restart_policy="Never",
-                                enable_service_links=False,
-                                security_context=pod_security.pod_security_context(),
-                                containers=[container],
-                                volumes=[pod_security.tmp_volume()],
                             ),
                         ),
                     ),

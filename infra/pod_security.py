@@ -8,7 +8,12 @@ runner template consistent, and lets one set of tests and policies cover all thr
 
 from __future__ import annotations
 
+from typing import Any
+
+import pulumi
 import pulumi_kubernetes as k8s
+
+from infra.config import ResourceSpec
 
 #: The unprivileged user and group baked into the images (images/Dockerfile).
 RUN_AS_USER = 10001
@@ -55,3 +60,33 @@ def tmp_volume() -> k8s.core.v1.VolumeArgs:
 
 def tmp_volume_mount() -> k8s.core.v1.VolumeMountArgs:
     return k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME_NAME, mount_path=TMP_MOUNT_PATH)
+
+
+def resource_requirements(resources: ResourceSpec) -> k8s.core.v1.ResourceRequirementsArgs:
+    """Requests and limits of one container (the policy pack rejects a container without limits)."""
+    return k8s.core.v1.ResourceRequirementsArgs(
+        requests={"cpu": resources.cpu_request, "memory": resources.memory_request},
+        limits={"cpu": resources.cpu_limit, "memory": resources.memory_limit},
+    )
+
+
+def restricted_pod_spec(
+    service_account_name: pulumi.Input[str],
+    container: k8s.core.v1.ContainerArgs,
+    *,
+    automount_service_account_token: bool,
+    **fields: Any,
+) -> k8s.core.v1.PodSpecArgs:
+    """A one-container pod spec with the restricted settings, the /tmp volume and no service links.
+
+    Service links would put every Service of the namespace into the environment.
+    """
+    return k8s.core.v1.PodSpecArgs(
+        service_account_name=service_account_name,
+        automount_service_account_token=automount_service_account_token,
+        enable_service_links=False,
+        security_context=pod_security_context(),
+        containers=[container],
+        volumes=[tmp_volume()],
+        **fields,
+    )

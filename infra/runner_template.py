@@ -71,13 +71,7 @@ class RunnerTemplate(pulumi.ComponentResource):
                 env.plain("RUNNER_DENY_PRIVATE_NETWORKS", "1"),
                 env.plain("LOG_FORMAT", "json"),
             ],
-            resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={
-                    "cpu": args.resources.cpu_request,
-                    "memory": args.resources.memory_request,
-                },
-                limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
-            ),
+            resources=pod_security.resource_requirements(args.resources),
             security_context=pod_security.container_security_context(),
             volume_mounts=[pod_security.tmp_volume_mount()],
         )
@@ -89,16 +83,12 @@ class RunnerTemplate(pulumi.ComponentResource):
             ),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    service_account_name=service_account.metadata.name,
+                spec=pod_security.restricted_pod_spec(
+                    service_account.metadata.name,
+                    container,
                     automount_service_account_token=False,
                     # Jobs require Never or OnFailure; retries are the platform's (docs/architecture.md).
                     restart_policy="Never",
-                    # Service links would leak every Service in the namespace into the env.
-                    enable_service_links=False,
-                    security_context=pod_security.pod_security_context(),
-                    containers=[container],
-                    volumes=[pod_security.tmp_volume()],
                 ),
             ),
             opts=child,

@@ -145,13 +145,7 @@ class Spawner(pulumi.ComponentResource):
                 timeout_seconds=3,
                 failure_threshold=3,
             ),
-            resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={
-                    "cpu": args.resources.cpu_request,
-                    "memory": args.resources.memory_request,
-                },
-                limits={"cpu": args.resources.cpu_limit, "memory": args.resources.memory_limit},
-            ),
+            resources=pod_security.resource_requirements(args.resources),
             security_context=pod_security.container_security_context(),
             volume_mounts=[pod_security.tmp_volume_mount()],
         )
@@ -173,15 +167,12 @@ class Spawner(pulumi.ComponentResource):
                             "prometheus.io/path": "/metrics",
                         },
                     ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=service_account.metadata.name,
+                    spec=pod_security.restricted_pod_spec(
+                        service_account.metadata.name,
+                        container,
                         # The spawner is the one workload that talks to the Kubernetes API.
                         automount_service_account_token=True,
-                        enable_service_links=False,
                         termination_grace_period_seconds=TERMINATION_GRACE_PERIOD_SECONDS,
-                        security_context=pod_security.pod_security_context(),
-                        containers=[container],
-                        volumes=[pod_security.tmp_volume()],
                     ),
                 ),
             ),
