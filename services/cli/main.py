@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main_typer(args: list[str]) -> int:
-    import click
+    # typer >= 0.29 ships its own click: its exceptions are reached through typer only.
+    import typer
 
     from services.core.errors import ConfigError, UserError
 
@@ -109,17 +110,18 @@ def _main_typer(args: list[str]) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except click.exceptions.Exit as exit_:
-        return exit_.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as exit_:
+        return int(exit_.exit_code)
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
-    except click.ClickException as error:
-        message = error.format_message()
+    except typer.TyperException as error:  # usage errors: a missing argument, an unknown option
+        format_message = getattr(error, "format_message", None)
+        message = format_message() if callable(format_message) else str(error)
         context = getattr(error, "ctx", None)
         usage = f" (see '{context.command_path} --help')" if context is not None else ""
         print(f"error: {message}{usage}", file=sys.stderr)
-        return error.exit_code
+        return int(getattr(error, "exit_code", USAGE_ERROR))
     except Exception as error:
         if not _is_service_error(error):
             raise

@@ -131,3 +131,30 @@ def test_the_real_console_entry_prints_no_traceback(db, queues) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: cron: minute field: 99 is outside 0-59"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["schedules", "create"], "error: Missing argument 'name'."),
+        (["schedules", "list", "--bogus"], "error: No such option: --bogus"),
+        (["no-such-command"], "error: No such command 'no-such-command'."),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(wfctl, args, message) -> None:
+    result = wfctl(*args)
+    assert result.code == 2
+    assert result.err.startswith(message) and len(result.err.strip().splitlines()) == 1
+
+
+def test_the_cli_needs_no_undeclared_package() -> None:
+    """typer ships its own click; the CLI must not import the separate click package."""
+    code = (
+        "import sys; sys.modules['click'] = None\n"
+        "from services.cli.main import main\n"
+        "sys.exit(main(['schedules', 'create']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: Missing argument 'name'.")
