@@ -222,3 +222,19 @@ steps:
     basic = base64.b64encode(b"user-7c1e:pw-BASIC-91b2").decode()
     assert basic not in stored and basic not in logged
     assert "qry%2FVALUE%2B5e%26x" not in stored and "qry%2FVALUE%2B5e%26x" not in logged
+
+
+def test_template_errors_quoting_an_echoed_secret_are_redacted(db, wfctl, tmp_path, key, run_workflow, http_server) -> None:
+    """Jinja names a missing key with repr() (quotes escaped) and errors are collapsed to one line:
+    both forms of a secret are redacted too."""
+    token = "tok'en\"  SPACED-8e1c"
+    set_integration(wfctl, tmp_path, "quoted", {"type": "bearer", "token": token})
+    code, execution, steps = run_workflow(f"""
+name: echo-key
+steps:
+  - {{id: echo, type: http, integration: quoted, with: {{url: "{http_server.url}/echo"}}}}
+  - {{id: use, type: log, with: {{message: "{{{{ {{}}[steps.echo.output.body.headers.Authorization] }}}}"}}}}
+""", INTEGRATION_ENCRYPTION_KEY=key)
+    assert code == 1 and "template error" in execution.error and "[redacted]" in execution.error
+    stored = dump_database(db)
+    assert "SPACED-8e1c" not in stored, execution.error
