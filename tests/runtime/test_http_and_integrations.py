@@ -238,3 +238,57 @@ steps:
     assert code == 1 and "template error" in execution.error and "[redacted]" in execution.error
     stored = dump_database(db)
     assert "SPACED-8e1c" not in stored, execution.error
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_compressed_body_is_capped_while_inflating(run_workflow, http_server, layers: int) -> None:
+    """A small gzip body that inflates to 100 MiB fails at the 10 MiB cap without ever holding
+    much more than the cap in memory (gzip inflates up to ~1000x per network chunk)."""
+    import tracemalloc
+
+    from tests.runtime.conftest import compressed_zeros
+
+    compressed_zeros(layers)  # built before measuring
+    tracemalloc.start()
+    try:
+        code, execution, _ = run_workflow(
+            f"name: bomb{layers}\nsteps: [{{id: get, type: http, with: {{url: '{http_server.url}/bomb/{layers}'}}}}]"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 1 and "response body exceeds 10 MiB" in execution.error, execution.error
+    assert peak < 40 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate-zlib", "deflate-raw", "gzip, gzip", "identity", "br"])
+def test_content_codings_are_inflated(coding: str) -> None:
+    import gzip
+    import zlib
+
+    import httpx
+
+    from services.runtime.steps.base import StepContext
+    from services.runtime.steps.http import _read_limited
+
+    body = json.dumps({"items": list(range(50_000))}).encode()
+    encoded, header = body, coding
+    if coding == "gzip":
+        encoded = gzip.compress(body)
+    elif coding == "gzip, gzip":
+        encoded = gzip.compress(gzip.compress(body))
+    elif coding == "deflate-zlib":
+        encoded, header = zlib.compress(body), "deflate"
+    elif coding == "deflate-raw":
+        raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        encoded, header = raw.compress(body) + raw.flush(), "deflate"
+    chunks = [encoded[i : i + 1000] for i in range(0, len(encoded), 1000)]
+
+    class Chunks(httpx.SyncByteStream):
+        def __iter__(self):
+            yield from chunks
+
+    response = httpx.Response(200, headers={"Content-Encoding": header}, stream=Chunks())
+    assert _read_limited(response, StepContext(execution_id="e", step_id="s", workflow="w", data={})) == (
+        encoded if coding == "br" else body
+    )

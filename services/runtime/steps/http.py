@@ -5,15 +5,18 @@
 with that credential: bearer → `Authorization: Bearer …`, basic → `Authorization: Basic …`,
 header → the named header, query → the named query parameter.
 
-Every request, redirects included, passes the network policy (`netguard`) first. The response
-body is read in chunks up to 10 MiB, checking for cancellation between chunks.
+Every request, redirects included, passes the network policy (`netguard`) first.
+The response body is read in chunks up to 10 MiB, checking for cancellation between chunks; a
+compressed body is inflated piece by piece against the same limit (so a small gzip "bomb" never
+expands in memory).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -26,6 +29,10 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 BODY_SNIPPET_CHARS = 200
+INFLATE_PIECE_BYTES = 64 * 1024
+# Codings inflated here (httpx's own decoding is bypassed: it inflates a whole network chunk at
+# once, ~1000x for gzip and without bound for stacked codings). Others are passed through as is.
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 def apply_credential(
@@ -84,10 +91,48 @@ def _decode_body(response: httpx.Response, content: bytes) -> Any:
     return text
 
 
+def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
+    """Inflate a gzip or deflate stream in pieces of at most INFLATE_PIECE_BYTES."""
+    decompressor = None
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if decompressor is None:
+            # deflate is zlib-wrapped by the standard, raw by some servers (httpx accepts both).
+            zlib_header = len(chunk) >= 2 and chunk[0] & 0x0F == 8 and (chunk[0] << 8 | chunk[1]) % 31 == 0
+            wbits = zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+            decompressor = zlib.decompressobj(wbits)
+        data = chunk
+        while True:
+            try:
+                piece = decompressor.decompress(data, INFLATE_PIECE_BYTES)
+            except zlib.error as error:
+                raise StepError(f"response body is not valid {coding}: {error}") from None
+            if piece:
+                yield piece
+            data = decompressor.unconsumed_tail
+            if not data and len(piece) < INFLATE_PIECE_BYTES:
+                break
+    if decompressor is not None:
+        rest = decompressor.flush()
+        if rest:
+            yield rest
+
+
+def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as sent, with its gzip/deflate content codings undone (last applied, first undone)."""
+    chunks: Iterator[bytes] = response.iter_raw()
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip", "deflate"):
+            chunks = _inflate(chunks, coding)
+    return chunks
+
+
 def _read_limited(response: httpx.Response, context: StepContext) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in _decoded_chunks(response):
         context.check_cancelled()
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
@@ -125,6 +170,7 @@ class HttpStep:
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
                 trust_env=False,
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
                 event_hooks={"request": [guard]},
             ) as client:
                 with client.stream(method, url, headers=headers, params=query or None, **body) as response:
