@@ -240,6 +240,19 @@ steps:
     assert "SPACED-8e1c" not in stored, execution.error
 
 
+def test_error_snippet_does_not_cut_a_secret_in_half(db, wfctl, tmp_path, key, run_workflow, http_server) -> None:
+    """The error quotes the first 200 characters of the body; a secret straddling that edge must
+    not leave its first half behind (redacting after truncating would miss it)."""
+    set_integration(wfctl, tmp_path, "api-bearer", SECRETS["bearer"])
+    code, execution, steps = run_workflow(
+        f"name: reject\nsteps: [{{id: get, type: http, integration: api-bearer, with: {{url: '{http_server.url}/reject'}}}}]",
+        INTEGRATION_ENCRYPTION_KEY=key,
+    )
+    assert code == 1 and "returned 401" in execution.error
+    stored = dump_database(db)
+    assert "tok-BEARER" not in stored, execution.error
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_compressed_body_is_capped_while_inflating(run_workflow, http_server, layers: int) -> None:
     """A small gzip body that inflates to 100 MiB fails at the 10 MiB cap without ever holding

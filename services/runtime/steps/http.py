@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
+from services.core.credentials import secret_values
 from services.runtime.netguard import NetworkPolicyError, check_url
+from services.runtime.redaction import Redactor
 from services.runtime.steps.base import StepContext, StepError
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -188,7 +190,9 @@ class HttpStep:
         }
         ok = response.status_code in expect if expect else 200 <= response.status_code < 300
         if not ok:
-            snippet = content[:BODY_SNIPPET_CHARS].decode("utf-8", errors="replace")
+            # Redact before cutting: a secret straddling the cut would otherwise leave its start.
+            redact = Redactor(secret_values(context.credential) if context.credential else ())
+            snippet = redact.text(content.decode("utf-8", errors="replace"))[:BODY_SNIPPET_CHARS]
             wanted = ", ".join(map(str, expect)) if expect else "2xx"
             raise StepError(
                 f"{method} {_where(response.request.url)} returned {response.status_code} "
