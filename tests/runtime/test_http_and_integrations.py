@@ -253,6 +253,37 @@ def test_error_snippet_does_not_cut_a_secret_in_half(db, wfctl, tmp_path, key, r
     assert "tok-BEARER" not in stored, execution.error
 
 
+def test_credential_header_is_not_forwarded_to_another_origin(db, wfctl, tmp_path, key, run_workflow, http_server) -> None:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.runtime.conftest import _Handler
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    other.recorded = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=other.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        target = f"http://127.0.0.1:{other.server_address[1]}/echo"
+        for kind in ("header", "bearer"):
+            set_integration(wfctl, tmp_path, f"api-{kind}", SECRETS[kind])
+            code, execution, _ = run_workflow(
+                f"name: hop-{kind}\nsteps: [{{id: get, type: http, integration: api-{kind}, "
+                f"with: {{url: '{http_server.url}/redirect', query: {{to: '{target}'}}}}}}]",
+                INTEGRATION_ENCRYPTION_KEY=key,
+            )
+            assert code == 0, execution.error
+        first_hops = [r.headers for r in http_server.requests if r.path == "/redirect"]
+        assert first_hops[0]["X-Api-Key"] == "hdr-VALUE-33d0" and first_hops[1]["Authorization"].startswith("Bearer ")
+        forwarded = [r.headers for r in other.recorded]  # type: ignore[attr-defined]
+        assert len(forwarded) == 2
+        assert all("X-Api-Key" not in h and "Authorization" not in h for h in forwarded), forwarded
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_compressed_body_is_capped_while_inflating(run_workflow, http_server, layers: int) -> None:
     """A small gzip body that inflates to 100 MiB fails at the 10 MiB cap without ever holding

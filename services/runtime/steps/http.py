@@ -5,7 +5,8 @@
 with that credential: bearer → `Authorization: Bearer …`, basic → `Authorization: Basic …`,
 header → the named header, query → the named query parameter.
 
-Every request, redirects included, passes the network policy (`netguard`) first.
+Every request, redirects included, passes the network policy (`netguard`) first; a `header`
+credential is dropped when a redirect leaves the URL's origin (as httpx does for Authorization).
 The response body is read in chunks up to 10 MiB, checking for cancellation between chunks; a
 compressed body is inflated piece by piece against the same limit (so a small gzip "bomb" never
 expands in memory).
@@ -148,10 +149,17 @@ def _where(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}{':' + str(url.port) if url.port else ''}{url.path}"
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
 class HttpStep:
     def run(self, params: Mapping[str, Any], context: StepContext) -> dict[str, Any]:
         method, url, headers, query, timeout, expect = _request_parts(params)
         apply_credential(context.credential, headers, query)
+        credential = context.credential
+        credential_header = credential["name"] if credential and credential["type"] == "header" else None
+        origin = _origin(httpx.URL(url))
 
         def guard(request: httpx.Request) -> None:
             context.check_cancelled()
@@ -159,6 +167,8 @@ class HttpStep:
                 check_url(str(request.url), context.deny_private_networks)
             except NetworkPolicyError as error:
                 raise StepError(str(error)) from None
+            if credential_header and _origin(request.url) != origin:
+                request.headers.pop(credential_header, None)
 
         guard(httpx.Request(method, url))
         body: dict[str, Any] = {}
