@@ -45,10 +45,24 @@ class NetworkPolicyError(Exception):
     """The URL may not be fetched; the message says why (one line, no query string)."""
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches: mapped, NAT64, 6to4 or IPv4-compatible forms."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64 or int(address) >> 32 == 0:  # 64:ff9b::a.b.c.d, ::a.b.c.d
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def blocked_reason(address: Address, deny_private: bool) -> str | None:
     """Why `address` is refused, or None when it is allowed (pure)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        address = embedded_ipv4(address) or address
     if address in METADATA_ADDRESSES:
         return "cloud metadata address"
     if any(address in network for network in LINK_LOCAL):

@@ -20,8 +20,11 @@ REDACTED = "[redacted]"
 
 
 def _variants(secret: str) -> set[str]:
-    """The forms a secret takes on the wire and in logs: raw, URL-encoded, JSON-escaped."""
-    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    """The forms a secret takes on the wire and in logs: raw, URL-encoded, JSON-escaped,
+    repr()-escaped (Python and Jinja error messages), each also with its whitespace collapsed
+    (errors are made one line before they are stored)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+    return forms | {" ".join(form.split()) for form in forms}
 
 
 class Redactor:

@@ -134,8 +134,15 @@ class Run:
             prepared = self.prepare()
         except PreparationError as error:
             return self.finish(Verdict("failed", EXIT_FAILED, error=one_line(f"cannot run: {error}")), Redactor())
+        except Exception as error:  # a bug or a broken row: still end the claimed execution
+            log.exception("cannot run", extra=self.extra)
+            return self.finish(Verdict("failed", EXIT_FAILED, error=f"cannot run: {_describe(error)}"), Redactor())
         with redacting_logs(prepared.redactor):
-            verdict = self.run_steps(prepared)
+            try:
+                verdict = self.run_steps(prepared)
+            except Exception as error:  # never leave a claimed execution `running`
+                log.exception("runner error", extra=self.extra)
+                verdict = Verdict("failed", EXIT_FAILED, error=f"runner error: {_describe(error)}")
             return self.finish(verdict, prepared.redactor)
 
     # 2. Prepare -------------------------------------------------------------------------------

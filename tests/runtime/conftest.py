@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,6 +77,17 @@ def run_workflow(db: str) -> Callable[..., tuple[int, Execution, list[StepRun]]]
     return invoke
 
 
+@functools.cache
+def compressed_zeros(layers: int, size: int = 100 * 1024 * 1024) -> bytes:
+    """`size` zero bytes gzip-compressed `layers` times (built in 1 MiB pieces)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    piece = bytes(1024 * 1024)
+    data = b"".join(compressor.compress(piece) for _ in range(size // len(piece))) + compressor.flush()
+    for _ in range(layers - 1):
+        data = gzip.compress(data)
+    return data
+
+
 @dataclass
 class Recorded:
     method: str
@@ -124,6 +138,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, json.dumps({"data": "x" * 100_000}).encode())
         elif parts.path == "/redirect-metadata":
             self._reply(302, b"", extra={"Location": "http://169.254.169.254/latest/meta-data/"})
+        elif parts.path == "/redirect":
+            self._reply(302, b"", extra={"Location": record.query["to"][0]})
+        elif parts.path == "/reject":  # a 401 quoting the credential just before the error snippet ends
+            echoed = "x" * 183 + self.headers.get("Authorization", "")
+            self._reply(401, echoed.encode(), content_type="text/plain")
+        elif parts.path.startswith("/bomb/"):  # a small body that inflates to 100 MiB of zeros
+            layers = int(parts.path.rsplit("/", 1)[1])
+            self._reply(200, compressed_zeros(layers), content_type="text/plain",
+                        extra={"Content-Encoding": ", ".join(["gzip"] * layers)})
         else:
             self._reply(404, b'{"error": "not found"}')
 

@@ -222,3 +222,117 @@ steps:
     basic = base64.b64encode(b"user-7c1e:pw-BASIC-91b2").decode()
     assert basic not in stored and basic not in logged
     assert "qry%2FVALUE%2B5e%26x" not in stored and "qry%2FVALUE%2B5e%26x" not in logged
+
+
+def test_template_errors_quoting_an_echoed_secret_are_redacted(db, wfctl, tmp_path, key, run_workflow, http_server) -> None:
+    """Jinja names a missing key with repr() (quotes escaped) and errors are collapsed to one line:
+    both forms of a secret are redacted too."""
+    token = "tok'en\"  SPACED-8e1c"
+    set_integration(wfctl, tmp_path, "quoted", {"type": "bearer", "token": token})
+    code, execution, steps = run_workflow(f"""
+name: echo-key
+steps:
+  - {{id: echo, type: http, integration: quoted, with: {{url: "{http_server.url}/echo"}}}}
+  - {{id: use, type: log, with: {{message: "{{{{ {{}}[steps.echo.output.body.headers.Authorization] }}}}"}}}}
+""", INTEGRATION_ENCRYPTION_KEY=key)
+    assert code == 1 and "template error" in execution.error and "[redacted]" in execution.error
+    stored = dump_database(db)
+    assert "SPACED-8e1c" not in stored, execution.error
+
+
+def test_error_snippet_does_not_cut_a_secret_in_half(db, wfctl, tmp_path, key, run_workflow, http_server) -> None:
+    """The error quotes the first 200 characters of the body; a secret straddling that edge must
+    not leave its first half behind (redacting after truncating would miss it)."""
+    set_integration(wfctl, tmp_path, "api-bearer", SECRETS["bearer"])
+    code, execution, steps = run_workflow(
+        f"name: reject\nsteps: [{{id: get, type: http, integration: api-bearer, with: {{url: '{http_server.url}/reject'}}}}]",
+        INTEGRATION_ENCRYPTION_KEY=key,
+    )
+    assert code == 1 and "returned 401" in execution.error
+    stored = dump_database(db)
+    assert "tok-BEARER" not in stored, execution.error
+
+
+def test_credential_header_is_not_forwarded_to_another_origin(db, wfctl, tmp_path, key, run_workflow, http_server) -> None:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.runtime.conftest import _Handler
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    other.recorded = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=other.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        target = f"http://127.0.0.1:{other.server_address[1]}/echo"
+        for kind in ("header", "bearer"):
+            set_integration(wfctl, tmp_path, f"api-{kind}", SECRETS[kind])
+            code, execution, _ = run_workflow(
+                f"name: hop-{kind}\nsteps: [{{id: get, type: http, integration: api-{kind}, "
+                f"with: {{url: '{http_server.url}/redirect', query: {{to: '{target}'}}}}}}]",
+                INTEGRATION_ENCRYPTION_KEY=key,
+            )
+            assert code == 0, execution.error
+        first_hops = [r.headers for r in http_server.requests if r.path == "/redirect"]
+        assert first_hops[0]["X-Api-Key"] == "hdr-VALUE-33d0" and first_hops[1]["Authorization"].startswith("Bearer ")
+        forwarded = [r.headers for r in other.recorded]  # type: ignore[attr-defined]
+        assert len(forwarded) == 2
+        assert all("X-Api-Key" not in h and "Authorization" not in h for h in forwarded), forwarded
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_compressed_body_is_capped_while_inflating(run_workflow, http_server, layers: int) -> None:
+    """A small gzip body that inflates to 100 MiB fails at the 10 MiB cap without ever holding
+    much more than the cap in memory (gzip inflates up to ~1000x per network chunk)."""
+    import tracemalloc
+
+    from tests.runtime.conftest import compressed_zeros
+
+    compressed_zeros(layers)  # built before measuring
+    tracemalloc.start()
+    try:
+        code, execution, _ = run_workflow(
+            f"name: bomb{layers}\nsteps: [{{id: get, type: http, with: {{url: '{http_server.url}/bomb/{layers}'}}}}]"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 1 and "response body exceeds 10 MiB" in execution.error, execution.error
+    assert peak < 40 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate-zlib", "deflate-raw", "gzip, gzip", "identity", "br"])
+def test_content_codings_are_inflated(coding: str) -> None:
+    import gzip
+    import zlib
+
+    import httpx
+
+    from services.runtime.steps.base import StepContext
+    from services.runtime.steps.http import _read_limited
+
+    body = json.dumps({"items": list(range(50_000))}).encode()
+    encoded, header = body, coding
+    if coding == "gzip":
+        encoded = gzip.compress(body)
+    elif coding == "gzip, gzip":
+        encoded = gzip.compress(gzip.compress(body))
+    elif coding == "deflate-zlib":
+        encoded, header = zlib.compress(body), "deflate"
+    elif coding == "deflate-raw":
+        raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        encoded, header = raw.compress(body) + raw.flush(), "deflate"
+    chunks = [encoded[i : i + 1000] for i in range(0, len(encoded), 1000)]
+
+    class Chunks(httpx.SyncByteStream):
+        def __iter__(self):
+            yield from chunks
+
+    response = httpx.Response(200, headers={"Content-Encoding": header}, stream=Chunks())
+    assert _read_limited(response, StepContext(execution_id="e", step_id="s", workflow="w", data={})) == (
+        encoded if coding == "br" else body
+    )

@@ -242,3 +242,23 @@ def test_example_custom_step_package_through_its_entry_point(run_workflow, monke
     sys.modules.pop("wfr_custom_step.slugify", None)
     assert steps[0].output == {"slug": "hello-world"}
     assert code == 1 and execution.error == "step 'bad' failed: ValueError: with.text must be a non-empty string"
+
+
+def test_an_unexpected_runner_error_still_ends_the_execution(run_workflow) -> None:
+    """A step output the runner cannot handle (here: nested deeper than Python's recursion limit)
+    fails the execution instead of crashing the runner and leaving it `running`."""
+
+    def deep(params, context):
+        value: list = []
+        for _ in range(5000):
+            value = [value]
+        return value
+
+    class EntryPoint:
+        def load(self):
+            return deep
+
+    registry = StepRegistry(discover=lambda: {"deep": EntryPoint()})
+    code, execution, _ = run_workflow("name: deep\nsteps: [{id: d, type: deep}]", registry=registry)
+    assert code == 1 and execution.status == "failed"
+    assert execution.error.startswith("runner error: RecursionError") and "\n" not in execution.error

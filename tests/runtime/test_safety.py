@@ -34,6 +34,9 @@ def resolver(*addresses: str):
         "http://169.254.10.1/",
         "http://[fe80::1]/",
         "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::169.254.169.254]/",  # NAT64 (IPv6-only clusters reach IPv4 through it)
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4
+        "http://[::169.254.169.254]/",  # IPv4-compatible
     ],
 )
 def test_link_local_and_metadata_are_always_refused(url: str) -> None:
@@ -53,7 +56,10 @@ def test_every_resolved_address_is_checked() -> None:
     check_url("http://fine.example/", False, resolver("93.184.216.34"))
 
 
-@pytest.mark.parametrize("address", ["10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "fc00::1", "::1"])
+@pytest.mark.parametrize(
+    "address",
+    ["10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "fc00::1", "::1", "64:ff9b::10.0.0.1", "2002:7f00:1::", "::7f00:1"],
+)
 def test_private_ranges_only_when_denied(address: str) -> None:
     check_url("http://internal.example/", False, resolver(address))
     with pytest.raises(NetworkPolicyError, match="private"):

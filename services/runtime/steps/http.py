@@ -5,20 +5,26 @@
 with that credential: bearer → `Authorization: Bearer …`, basic → `Authorization: Basic …`,
 header → the named header, query → the named query parameter.
 
-Every request, redirects included, passes the network policy (`netguard`) first. The response
-body is read in chunks up to 10 MiB, checking for cancellation between chunks.
+Every request, redirects included, passes the network policy (`netguard`) first; a `header`
+credential is dropped when a redirect leaves the URL's origin (as httpx does for Authorization).
+The response body is read in chunks up to 10 MiB, checking for cancellation between chunks; a
+compressed body is inflated piece by piece against the same limit (so a small gzip "bomb" never
+expands in memory).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 
+from services.core.credentials import secret_values
 from services.runtime.netguard import NetworkPolicyError, check_url
+from services.runtime.redaction import Redactor
 from services.runtime.steps.base import StepContext, StepError
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -26,6 +32,10 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 BODY_SNIPPET_CHARS = 200
+INFLATE_PIECE_BYTES = 64 * 1024
+# Codings inflated here (httpx's own decoding is bypassed: it inflates a whole network chunk at
+# once, ~1000x for gzip and without bound for stacked codings). Others are passed through as is.
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 def apply_credential(
@@ -84,10 +94,48 @@ def _decode_body(response: httpx.Response, content: bytes) -> Any:
     return text
 
 
+def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
+    """Inflate a gzip or deflate stream in pieces of at most INFLATE_PIECE_BYTES."""
+    decompressor = None
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if decompressor is None:
+            # deflate is zlib-wrapped by the standard, raw by some servers (httpx accepts both).
+            zlib_header = len(chunk) >= 2 and chunk[0] & 0x0F == 8 and (chunk[0] << 8 | chunk[1]) % 31 == 0
+            wbits = zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+            decompressor = zlib.decompressobj(wbits)
+        data = chunk
+        while True:
+            try:
+                piece = decompressor.decompress(data, INFLATE_PIECE_BYTES)
+            except zlib.error as error:
+                raise StepError(f"response body is not valid {coding}: {error}") from None
+            if piece:
+                yield piece
+            data = decompressor.unconsumed_tail
+            if not data and len(piece) < INFLATE_PIECE_BYTES:
+                break
+    if decompressor is not None:
+        rest = decompressor.flush()
+        if rest:
+            yield rest
+
+
+def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as sent, with its gzip/deflate content codings undone (last applied, first undone)."""
+    chunks: Iterator[bytes] = response.iter_raw()
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip", "deflate"):
+            chunks = _inflate(chunks, coding)
+    return chunks
+
+
 def _read_limited(response: httpx.Response, context: StepContext) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in _decoded_chunks(response):
         context.check_cancelled()
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
@@ -101,10 +149,17 @@ def _where(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}{':' + str(url.port) if url.port else ''}{url.path}"
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
 class HttpStep:
     def run(self, params: Mapping[str, Any], context: StepContext) -> dict[str, Any]:
         method, url, headers, query, timeout, expect = _request_parts(params)
         apply_credential(context.credential, headers, query)
+        credential = context.credential
+        credential_header = credential["name"] if credential and credential["type"] == "header" else None
+        origin = _origin(httpx.URL(url))
 
         def guard(request: httpx.Request) -> None:
             context.check_cancelled()
@@ -112,6 +167,8 @@ class HttpStep:
                 check_url(str(request.url), context.deny_private_networks)
             except NetworkPolicyError as error:
                 raise StepError(str(error)) from None
+            if credential_header and _origin(request.url) != origin:
+                request.headers.pop(credential_header, None)
 
         guard(httpx.Request(method, url))
         body: dict[str, Any] = {}
@@ -125,6 +182,7 @@ class HttpStep:
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
                 trust_env=False,
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
                 event_hooks={"request": [guard]},
             ) as client:
                 with client.stream(method, url, headers=headers, params=query or None, **body) as response:
@@ -142,7 +200,9 @@ class HttpStep:
         }
         ok = response.status_code in expect if expect else 200 <= response.status_code < 300
         if not ok:
-            snippet = content[:BODY_SNIPPET_CHARS].decode("utf-8", errors="replace")
+            # Redact before cutting: a secret straddling the cut would otherwise leave its start.
+            redact = Redactor(secret_values(context.credential) if context.credential else ())
+            snippet = redact.text(content.decode("utf-8", errors="replace"))[:BODY_SNIPPET_CHARS]
             wanted = ", ".join(map(str, expect)) if expect else "2xx"
             raise StepError(
                 f"{method} {_where(response.request.url)} returned {response.status_code} "
