@@ -9,6 +9,7 @@ from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.messages import parse_utc_iso
 from services.scheduling.dispatcher import tick
+from services.scheduling.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
 
 
 def dispatch(
@@ -22,5 +23,7 @@ def dispatch(
         except ValueError:
             example = "2026-11-28T09:00:00Z"
             raise UserError("now", f"{now!r} is not an ISO-8601 time with an offset (e.g. {example})") from None
+        if not FIRST_SUPPORTED_YEAR <= current.year <= LAST_SUPPORTED_YEAR:
+            raise UserError("now", f"{now!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
     summary = tick(session_factory(settings().require_database_url()), work_queue(), now=current)
     typer.echo(summary.line())

@@ -42,7 +42,8 @@ def plan_fire_times(
       drops them.
     """
     policy = Catchup(catchup)
-    window_start = now - timedelta(seconds=window_seconds)
+    # The window bounds missed times only: an on-time fire time is never older than a minute.
+    window_start = min(now - timedelta(seconds=window_seconds), now - MISSED_AFTER)
     expired = tuple(t for t in due if t < window_start)
     eligible = [t for t in due if t >= window_start]
     missed = [t for t in eligible if now - t > MISSED_AFTER]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,9 @@ from services.scheduling.dispatcher import schedule_message
 
 MAX_JITTER_SECONDS = 900
 MAX_BACKFILL_FIRE_TIMES = 10_000
+MAX_CATCHUP_WINDOW_SECONDS = 2**31 - 1  # the column is a 32-bit integer
+# Cron math needs a few hours of room either side of a time (DST margins, time zone offsets).
+FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR = 2, 9998
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"
 
 
@@ -66,6 +69,8 @@ def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None =
         raise UserError("jitter", f"{spec.jitter_seconds} is outside 0-{MAX_JITTER_SECONDS} seconds")
     if spec.catchup_window_seconds < 0:
         raise UserError("catchup-window", "must be zero or more seconds")
+    if spec.catchup_window_seconds > MAX_CATCHUP_WINDOW_SECONDS:
+        raise UserError("catchup-window", f"must be at most {MAX_CATCHUP_WINDOW_SECONDS} seconds")
     payload = check_input(spec.input or {})
     workflow = get_workflow(session, spec.workflow)
     if session.scalar(select(Schedule.id).where(Schedule.name == spec.name)) is not None:
@@ -139,9 +144,25 @@ def parse_time(text: str, field: str, zone: ZoneInfo) -> datetime:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UserError(field, f"{text!r} is not an ISO-8601 time (e.g. 2026-11-28T09:00:00Z)") from None
+    if not FIRST_SUPPORTED_YEAR <= parsed.year <= LAST_SUPPORTED_YEAR:
+        raise UserError(field, f"{text!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(UTC)
+
+
+def _fire_times_up_to(schedule: Schedule, start: datetime, end: datetime, limit: int) -> list[datetime]:
+    """The fire times in [start, end], computed in growing spans and stopped past `limit`.
+
+    A range of a century of every-minute fire times is refused at once instead of computed.
+    """
+    times: list[datetime] = []
+    chunk_start, span = start, timedelta(days=1)
+    while chunk_start <= end and len(times) <= limit:
+        chunk_end = end if end - chunk_start <= span else chunk_start + span
+        times.extend(cron.fire_times(schedule.cron, schedule.timezone, chunk_start, chunk_end))
+        chunk_start, span = chunk_end + timedelta(microseconds=1), span * 2
+    return times
 
 
 @dataclass(frozen=True)
@@ -165,10 +186,10 @@ def backfill_schedule(
     end = parse_time(end_text, "to", zone)
     if end < start:
         raise UserError("to", "is before --from")
-    times = cron.fire_times(schedule.cron, schedule.timezone, start, end)
+    times = _fire_times_up_to(schedule, start, end, MAX_BACKFILL_FIRE_TIMES)
     if len(times) > MAX_BACKFILL_FIRE_TIMES:
         limit = MAX_BACKFILL_FIRE_TIMES
-        raise UserError("to", f"the range holds {len(times)} fire times; at most {limit} per backfill")
+        raise UserError("to", f"the range holds more than {limit} fire times; at most {limit} per backfill")
     keys = {schedule_dedup_key(schedule.id, t): t for t in times}
     existing = set(session.scalars(select(Execution.dedup_key).where(Execution.dedup_key.in_(list(keys)))))
     to_send = [t for key, t in keys.items() if key not in existing]

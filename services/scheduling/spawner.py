@@ -210,7 +210,8 @@ class Spawner:
                 self._capacity.notify_all()
 
     def _settle(self, message: ReceivedMessage, result: Result) -> None:
-        if result.launched and result.execution_id is not None:
+        # Only `--drain` waits on the runs it launched; a long-running spawner keeps no such set.
+        if self.options.drain and result.launched and result.execution_id is not None:
             with self._lock:
                 self._launched[result.execution_id] = job_name(result.execution_id)
         if result.disposition == Disposition.DONE:

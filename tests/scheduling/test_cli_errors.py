@@ -73,6 +73,13 @@ BAD_COMMANDS = [
     (["executions", "list", "--status", "done"], "status"),
     (["executions", "list", "--workflow", "missing"], "workflow"),
     (["dispatch", "--now", "noon"], "now"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--catchup-window", "-1"], "catchup-window"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--catchup-window", "99999999999"],
+     "catchup-window"),
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 9 * * *", "--jitter", "-1"], "jitter"),
+    (["schedules", "backfill", "existing", "--from", "0001-01-01T00:00:00", "--to", "0001-01-02T00:00:00Z"], "from"),
+    (["schedules", "backfill", "existing", "--from", "9999-12-31T00:00:00Z", "--to", "9999-12-31T23:59:00Z"], "from"),
+    (["dispatch", "--now", "9999-12-31T23:59:00Z"], "now"),
 ]
 
 
@@ -158,3 +165,17 @@ def test_the_cli_needs_no_undeclared_package() -> None:
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: Missing argument 'name'.")
+
+
+def test_backfill_of_a_huge_range_is_refused_without_computing_it(seeded, db, queues, wfctl) -> None:
+    import time
+
+    assert wfctl("schedules", "create", "every-minute", "--workflow", "good", "--cron", "* * * * *").code == 0
+    before = snapshot(db, queues)
+    started = time.monotonic()
+    # A typo'd year: millions of fire times. Refused at once, not after computing them all.
+    result = wfctl("schedules", "backfill", "every-minute", "--from", "2026-01-01T00:00:00Z", "--to", "2126-01-01T00:00:00Z")
+    assert time.monotonic() - started < 10
+    assert result.code == 2, result.err
+    assert result.err.startswith("error: to: ") and "at most 10000" in result.err
+    assert snapshot(db, queues) == before

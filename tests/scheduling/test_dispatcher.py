@@ -305,3 +305,13 @@ def test_retry_due_is_enqueued_once(db, queues, queue) -> None:
     assert body["trigger"] == "retry"
     assert body["dedup_key"] == f"retry:{failed_id}:2"
     assert body["attempt"] == 2 and body["retry_of"] == str(failed_id) and body["input"] == {"a": 1}
+
+
+@pytest.mark.parametrize("window", [0, 30])
+def test_a_catchup_window_under_a_minute_still_runs_on_time_fire_times(db, queues, queue, window) -> None:
+    # The tick lands a few seconds after the minute, as the CronJob always does: the fire time
+    # is on time (not missed), so the catch-up window, which bounds missed times, must not drop it.
+    make_schedule(db, utc(2026, 11, 28, 8, 50), cron="0 9 * * *", catchup_window_seconds=window)
+    summary = tick(session_factory(db), queue, now=utc(2026, 11, 28, 9, 0, 45))
+    assert summary.messages_sent == 1
+    assert scheduled_for(queues) == ["2026-11-28T09:00:00Z"]

@@ -235,7 +235,10 @@ class LocalLauncher:
         elif code == 0:
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.SUCCEEDED)
         elif code < 0:
-            reason = f"runner killed by signal {signal.Signals(-code).name}"
+            try:
+                reason = f"runner killed by signal {signal.Signals(-code).name}"
+            except ValueError:  # real-time signals have no name
+                reason = f"runner killed by signal {-code}"
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
         else:
             reason = f"runner exited with code {code}"

@@ -182,3 +182,30 @@ def test_slow_message_has_its_visibility_extended(db, queues, emulator, workflow
     # Without the extension the message would have reappeared at 2 s and been received again.
     assert spawner.parts.metrics.messages_received._value.get() == 1
     assert spawner.parts.metrics.duplicates._value.get() == 0
+
+
+def test_a_long_running_spawner_keeps_no_record_per_launched_run(db, queues, emulator, workflow, start_spawner):
+    # Only `--drain` needs to know which runs this process launched; a Deployment that runs for
+    # months must not grow a set of every execution it ever started.
+    for _ in range(5):
+        send(queues, manual_message(workflow).to_json())
+    spawner = start_spawner()
+    assert wait_for(lambda: settled(queues, spawner) and len(emulator.jobs()) == 5)
+    assert spawner.parts.spawner.launched() == {}
+    assert spawner.stop() == 0
+
+
+def test_a_workflow_re_applied_while_its_run_is_queued_gives_the_job_its_new_timeout(
+    db, queues, emulator, workflow, start_spawner
+):
+    from services.core.db.session import session_factory
+    from services.core.workflows import apply_workflow, validate_workflow
+
+    send(queues, manual_message(workflow).to_json())
+    with session_factory(db)() as session, session.begin():
+        apply_workflow(session, validate_workflow({**workflow.definition, "timeout_seconds": 45}))
+    spawner = start_spawner()
+    assert wait_for(lambda: settled(queues, spawner) and len(emulator.jobs()) == 1)
+    spawner.stop()
+    [job] = emulator.jobs().values()
+    assert job["spec"]["activeDeadlineSeconds"] == 45

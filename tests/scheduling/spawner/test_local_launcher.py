@@ -171,3 +171,18 @@ def test_runner_environment_follows_the_template_unless_the_machine_overrides(te
     assert cluster_like["DATABASE_URL"] == "postgresql://db" and "AWS_SECRET_ACCESS_KEY" not in cluster_like
     on_one_machine = job_environment(job, {**secrets, "RUNNER_DENY_PRIVATE_NETWORKS": "0", "LOG_FORMAT": "text"})
     assert on_one_machine["RUNNER_DENY_PRIVATE_NETWORKS"] == "0" and on_one_machine["LOG_FORMAT"] == "text"
+
+
+def test_a_runner_killed_by_a_signal_without_a_name_still_ends(tmp_path, template):
+    # Real-time signals (SIGRTMIN+1 ..) have no `signal.Signals` member; naming one must not
+    # wedge the launcher (every observe, launch and reconcile pass would raise from then on).
+    killed = "import os, signal\nos.kill(os.getpid(), signal.SIGRTMIN + 1)\n"
+    launcher = LocalLauncher(script(tmp_path, killed), poll_seconds=0.05)
+    try:
+        launcher.launch(build_job(template, FakeExecution(), FakeWorkflow()))
+        assert launcher.wait_idle(timeout=5)
+        [outcome] = launcher.observe()
+        assert outcome.state == JobState.FAILED
+        assert outcome.reason == f"runner killed by signal {int(__import__('signal').SIGRTMIN) + 1}"
+    finally:
+        launcher.close()
