@@ -8,6 +8,7 @@ dependencies (`workflow-runtime[local]`), imported only when used.
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,16 +24,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_postgres(data_dir: Path) -> tuple[Any, str]:
+def start_postgres(data_dir: Path, attempts: int = 5) -> tuple[Any, str]:
     """Start (or reuse) an embedded PostgreSQL in `data_dir`; returns (server, postgresql:// URL).
 
-    The server is stopped when the returned object is cleaned up or the process exits.
+    The server is stopped when the returned object is cleaned up or the process exits. A server
+    of a previous run that is still shutting down (a quick restart on a busy machine) is waited
+    for: pgserver refuses a data folder whose server is not `ready`, so the start is retried.
     """
+    import time
+
     import pgserver
+    from pgserver.postgres_server import PostgresServer
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    return server, server.get_uri()
+    for attempt in range(1, attempts + 1):
+        try:
+            server = pgserver.get_server(data_dir, cleanup_mode="stop")
+            return server, server.get_uri()
+        except (AssertionError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            # pgserver registers the instance before starting it; forget the broken one.
+            PostgresServer._instances.pop(data_dir.resolve(), None)
+            if attempt == attempts:
+                log_file = data_dir / "log"
+                raise RuntimeError(
+                    f"embedded PostgreSQL did not start in {data_dir} ({type(error).__name__}); see {log_file}"
+                ) from error
+            time.sleep(2.0 * attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -208,17 +208,34 @@ class LocalPlatform:
         return {"queue": Queue(client, env["QUEUE_URL"]), "dlq": Queue(client, env["DLQ_URL"])}
 
     def _save_queues(self) -> int:
+        """Save every message the embedded queues hold before the in-memory endpoint stops.
+
+        The endpoint runs in this process, so its store is read directly: messages still delayed
+        by jitter (invisible to ReceiveMessage) are saved too, with what is left of their delay.
+        Nothing is deleted, and the file is replaced atomically, so an interrupted save loses
+        nothing that the previous snapshot or the queue held.
+        """
+        from moto.sqs.models import sqs_backends
+
+        now_ms = time.time() * 1000
         saved: dict[str, list[dict[str, Any]]] = {}
-        for name, queue in self._queues(self.env).items():
-            messages: list[dict[str, Any]] = []
-            for _ in range(1000):
-                batch = queue.receive(max_messages=10, wait_seconds=0, visibility_timeout=60)
-                if not batch:
-                    break
-                messages.extend({"body": m.body, "attributes": m.attributes} for m in batch)
-                queue.delete_batch([m.receipt_handle for m in batch])
-            saved[name] = messages
-        self.state.queue_snapshot.write_text(json.dumps(saved))
+        for name, key in (("queue", "QUEUE_URL"), ("dlq", "DLQ_URL")):
+            account, queue_name = self.env[key].rstrip("/").split("/")[-2:]
+            queue = sqs_backends[account][self.env["AWS_REGION"]].queues.get(queue_name)
+            held = list(queue._messages) if queue is not None else []  # noqa: SLF001 - moto's store
+            saved[name] = [
+                {
+                    "body": message.body,
+                    "attributes": {
+                        k: v["StringValue"] for k, v in (message.message_attributes or {}).items() if "StringValue" in v
+                    },
+                    "delay_seconds": max(0, round((message.delayed_until - now_ms) / 1000)),
+                }
+                for message in held
+            ]
+        partial = self.state.queue_snapshot.with_suffix(".partial")
+        partial.write_text(json.dumps(saved))
+        os.replace(partial, self.state.queue_snapshot)
         return sum(len(m) for m in saved.values())
 
     def _restore_queues(self, env: dict[str, str]) -> int:
@@ -228,7 +245,10 @@ class LocalPlatform:
         restored = 0
         for name, queue in self._queues(env).items():
             messages = [
-                OutgoingMessage(body=m["body"], attributes=m.get("attributes") or None) for m in saved.get(name, [])
+                OutgoingMessage(
+                    body=m["body"], attributes=m.get("attributes") or None, delay_seconds=m.get("delay_seconds", 0)
+                )
+                for m in saved.get(name, [])
             ]
             restored += queue.send_batch(messages)
         self.state.queue_snapshot.unlink()

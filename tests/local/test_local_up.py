@@ -33,14 +33,16 @@ def _env(marker: str) -> dict[str, str]:
     return env
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Pids of live processes whose environment carries the marker (our whole process tree)."""
+def _processes_with(marker: str, state_dir: Path) -> list[int]:
+    """Live processes of ours: the marker in their environment (our process tree), or the state
+    folder on their command line (the embedded Postgres, which runs as another user)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if f"WFR_TEST_MARKER={marker}".encode() in (entry / "environ").read_bytes():
+            ours = f"WFR_TEST_MARKER={marker}".encode() in (entry / "environ").read_bytes()
+            if ours or str(state_dir).encode() in (entry / "cmdline").read_bytes():
                 status = (entry / "status").read_text()
                 if "State:\tZ" not in status:
                     found.append(int(entry.name))
@@ -133,7 +135,7 @@ def test_local_up_runs_scheduled_and_manual_runs_stops_cleanly_and_resumes(tmp_p
 
         assert platform.interrupt() == 0
         assert "stopped" in platform.output()
-        assert _processes_with(marker) == [], "processes left behind after Ctrl-C"
+        assert _processes_with(marker, state_dir) == [], "processes left behind after Ctrl-C"
 
         history = {r["id"] for r in rows if r["status"] == "succeeded"}
         again = LocalUp(state_dir, marker)
@@ -143,7 +145,7 @@ def test_local_up_runs_scheduled_and_manual_runs_stops_cleanly_and_resumes(tmp_p
             assert history <= {r["id"] for r in executions(env)}
         finally:
             assert again.interrupt() == 0
-        assert _processes_with(marker) == []
+        assert _processes_with(marker, state_dir) == []
     finally:
         if platform.process.poll() is None:
             platform.process.kill()
