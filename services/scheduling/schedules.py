@@ -173,7 +173,7 @@ class BackfillResult:
 
 
 def backfill_schedule(
-    session: Session, queue: Queue, name: str, start_text: str, end_text: str
+    session: Session, queue: Queue, name: str, start_text: str, end_text: str, now: datetime | None = None
 ) -> BackfillResult:
     """Enqueue every fire time in [start, end], whatever the catch-up window says.
 
@@ -186,6 +186,10 @@ def backfill_schedule(
     end = parse_time(end_text, "to", zone)
     if end < start:
         raise UserError("to", "is before --from")
+    current = (now or datetime.now(UTC)).astimezone(UTC)
+    if end > current:
+        # A future fire time enqueued now would run early and take the scheduled run's place.
+        raise UserError("to", f"is in the future; backfill runs past fire times (up to {current:%Y-%m-%dT%H:%M:%SZ})")
     times = _fire_times_up_to(schedule, start, end, MAX_BACKFILL_FIRE_TIMES)
     if len(times) > MAX_BACKFILL_FIRE_TIMES:
         limit = MAX_BACKFILL_FIRE_TIMES

@@ -11,15 +11,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.settings import normalize_database_url
 
+CONNECT_TIMEOUT_SECONDS = 10
+
 
 @lru_cache(maxsize=8)
 def engine_for(database_url: str) -> Engine:
-    """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived spawner."""
+    """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived spawner.
+
+    A connect timeout keeps an unreachable database from hanging a worker (or a CLI command)
+    for minutes in the kernel's TCP retries.
+    """
     return create_engine(
         normalize_database_url(database_url),
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
 
 
