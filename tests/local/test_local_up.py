@@ -23,6 +23,13 @@ steps:
   - {id: shout, type: transform, with: {expression: "steps.hello.output"}}
 """
 
+FAILING = """
+name: always-fails
+retry: {max_attempts: 3, backoff_seconds: 1, backoff_multiplier: 1}
+steps:
+  - {id: boom, type: fail, with: {message: "boom"}}
+"""
+
 pytestmark = pytest.mark.slow
 
 
@@ -132,6 +139,24 @@ def test_local_up_runs_scheduled_and_manual_runs_stops_cleanly_and_resumes(tmp_p
         assert [(s["id"], s["status"]) for s in shown["steps"]] == [("hello", "succeeded"), ("shout", "succeeded")]
         assert shown["steps"][0]["output"] == "hello manual"
         platform.wait_for("succeeded")  # the status lines report it too
+
+        # A failing run is retried by the platform (dispatcher → spawner → runner) up to its limit.
+        failing = tmp_path / "failing.yaml"
+        failing.write_text(FAILING)
+        assert wfctl(env, "workflows", "apply", "-f", str(failing)).returncode == 0
+        assert wfctl(env, "run", "always-fails").returncode == 0
+        deadline = time.monotonic() + 60
+        attempts: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            attempts = json.loads(wfctl(env, "executions", "list", "--workflow", "always-fails", "-o", "json").stdout)
+            if len(attempts) >= 3 and all(a["status"] == "failed" for a in attempts):
+                break
+            time.sleep(1)
+        time.sleep(5)  # a few more ticks: no fourth attempt
+        attempts = json.loads(wfctl(env, "executions", "list", "--workflow", "always-fails", "-o", "json").stdout)
+        assert sorted((a["attempt"], a["trigger"], a["status"]) for a in attempts) == [
+            (1, "manual", "failed"), (2, "retry", "failed"), (3, "retry", "failed"),
+        ]
 
         assert platform.interrupt() == 0
         assert "stopped" in platform.output()
