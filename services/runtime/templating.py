@@ -18,6 +18,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Undefined
 from jinja2 import TemplateError as JinjaError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
@@ -67,7 +68,26 @@ class _Undefined(StrictUndefined):
         return super()._undefined_message
 
 
+#: Bounds on what one template operator may build: a template must not exhaust the runner's
+#: memory or CPU before the deadline can stop it (templates render on the main thread).
+MAX_REPEATED_LENGTH = 1_000_000
+MAX_INTEGER_EXPONENT = 1_000
+
+
 class _Environment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+                    if len(sequence) * times > MAX_REPEATED_LENGTH:
+                        raise SecurityError(f"'*' would build more than {MAX_REPEATED_LENGTH} items")
+        if operator == "**" and isinstance(right, int) and isinstance(left, int) and abs(left) > 1:
+            if right > MAX_INTEGER_EXPONENT:
+                raise SecurityError(f"'**' exponent above {MAX_INTEGER_EXPONENT}")
+        return super().call_binop(context, operator, left, right)
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]

@@ -60,3 +60,21 @@ def test_errors_name_the_field_and_variable(template: str, message: str) -> None
 )
 def test_if_truthiness(condition: str | bool, expected: bool) -> None:
     assert evaluate_condition(condition, CONTEXT) is expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ 'x' * 10**10 }}", "would build more than"),
+        ("{{ [1, 2] * 10000000 }}", "would build more than"),
+        ("{{ 7 ** 100000000 }}", "exponent above"),
+    ],
+)
+def test_templates_cannot_exhaust_memory_or_cpu(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        render_value({"message": template}, CONTEXT)
+    assert message in caught.value.message
+
+
+def test_ordinary_arithmetic_still_works() -> None:
+    assert render_value("{{ 'ab' * 3 }}|{{ 2 ** 10 }}|{{ input.n * 2.5 }}|{{ 1.5 ** 2 }}", CONTEXT) == "ababab|1024|5.0|2.25"
