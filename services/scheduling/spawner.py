@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from services.core.db.models import TERMINAL_STATUSES, Execution
@@ -336,6 +337,10 @@ class Spawner:
         unfinished = [i for i, name in launched.items() if not self.launcher.process_ended(name)]
         if not unfinished:
             return True
-        with self.session_maker() as session:
-            statuses = session.execute(select(Execution.status).where(Execution.id.in_(unfinished))).scalars()
-            return all(status in TERMINAL_STATUSES for status in statuses)
+        try:
+            with self.session_maker() as session:
+                statuses = session.execute(select(Execution.status).where(Execution.id.in_(unfinished))).scalars()
+                return all(status in TERMINAL_STATUSES for status in statuses)
+        except SQLAlchemyError as error:  # a database outage: not drained yet, ask again later
+            log.warning("cannot read run statuses while draining", extra={"error": str(error).splitlines()[0]})
+            return False

@@ -209,3 +209,28 @@ def test_a_workflow_re_applied_while_its_run_is_queued_gives_the_job_its_new_tim
     spawner.stop()
     [job] = emulator.jobs().values()
     assert job["spec"]["activeDeadlineSeconds"] == 45
+
+
+def test_drain_check_survives_a_database_outage():
+    """`--drain` asks again later when Postgres is briefly unreachable, instead of crashing."""
+    import threading
+    import uuid as uuid_module
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    from services.scheduling.spawner import Spawner
+
+    def unreachable():
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    state = SimpleNamespace(
+        _lock=threading.Lock(),
+        _in_flight={},
+        _acks=[],
+        _launched={uuid_module.uuid4(): "workflow-exec-x"},
+        queue=SimpleNamespace(approximate_depth=lambda: 0),
+        launcher=SimpleNamespace(process_ended=lambda name: False),
+        session_maker=unreachable,
+    )
+    assert Spawner._drained(state) is False
