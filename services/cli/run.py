@@ -11,7 +11,7 @@ from services.core.db.session import session_factory
 from services.core.executions import execution_detail, get_execution
 from services.core.inputs import parse_input
 from services.core.workflows import get_workflow
-from services.scheduling.triggers import trigger_manual_run, wait_for_execution
+from services.scheduling.triggers import trigger_manual_run, wait_budget_seconds, wait_for_execution
 
 # Time allowed for the queue and the spawner on top of the workflow's own deadline.
 WAIT_MARGIN_SECONDS = 120
@@ -20,14 +20,16 @@ WAIT_MARGIN_SECONDS = 120
 def run_workflow(
     workflow: str,
     input_json: str | None = typer.Option(None, "--input", help="JSON object given to the run"),
-    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish; exit 1 unless it succeeded"),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for the outcome, retries included; exit 1 unless it succeeded"
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Trigger a manual run of WORKFLOW."""
     payload = parse_input(input_json)
     with database() as session:
         message = trigger_manual_run(session, work_queue(), workflow, payload)
-        deadline = get_workflow(session, workflow).timeout_seconds + WAIT_MARGIN_SECONDS
+        deadline = wait_budget_seconds(get_workflow(session, workflow).definition, WAIT_MARGIN_SECONDS)
     if not wait:
         typer.echo(f"run of {workflow} enqueued ({message.dedup_key})")
         return
@@ -35,7 +37,7 @@ def run_workflow(
     maker = session_factory(settings().require_database_url())
     finished = wait_for_execution(maker, message.dedup_key, deadline)
     if finished is None:
-        typer.echo(f"error: run did not finish within {deadline}s", err=True)
+        typer.echo(f"error: run did not finish within {deadline:.0f}s", err=True)
         raise typer.Exit(1)
     with database() as session:
         execution = get_execution(session, finished.id)

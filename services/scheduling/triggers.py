@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core.db.models import TERMINAL_STATUSES, Execution, Trigger
+from services.core.executions import RETRYABLE_STATUSES, next_retry_time, retry_delay_seconds
 from services.core.inputs import check_input
-from services.core.messages import RunMessage, manual_dedup_key
+from services.core.messages import RunMessage, manual_dedup_key, retry_dedup_key
 from services.core.queue import OutgoingMessage, Queue
-from services.core.workflows import get_workflow
+from services.core.workflows import DEFAULT_RETRY, DEFAULT_TIMEOUT_SECONDS, get_workflow
 
 
 def trigger_manual_run(session: Session, queue: Queue, workflow_name: str, payload: dict[str, Any]) -> RunMessage:
@@ -32,12 +34,37 @@ def trigger_manual_run(session: Session, queue: Queue, workflow_name: str, paylo
 def wait_for_execution(
     session_maker: Callable[[], Session], dedup_key: str, timeout_seconds: float, poll_seconds: float = 1.0
 ) -> Execution | None:
-    """Poll until the execution for `dedup_key` is terminal; None on time-out."""
+    """Poll until the run for `dedup_key` has its final outcome; None on time-out.
+
+    A failed or timed-out attempt with attempts left under the workflow's `retry` is not final:
+    the wait follows the retry (its dedup key `retry:<execution-id>:<attempt>` is known in
+    advance) until an attempt succeeds or the last one ends.
+    """
     deadline = time.monotonic() + timeout_seconds
+    key = dedup_key
     while time.monotonic() < deadline:
         with session_maker() as session:
-            execution = session.scalar(select(Execution).where(Execution.dedup_key == dedup_key))
+            execution = session.scalar(select(Execution).where(Execution.dedup_key == key))
             if execution is not None and execution.status in TERMINAL_STATUSES:
-                return execution
+                if not _will_retry(execution):
+                    return execution
+                key = retry_dedup_key(execution.id, execution.attempt + 1)
+                continue
         time.sleep(poll_seconds)
     return None
+
+
+def _will_retry(execution: Execution) -> bool:
+    """The platform schedules another attempt (the rule of `finish_execution`)."""
+    if execution.status not in RETRYABLE_STATUSES:
+        return False
+    return next_retry_time(execution.workflow.definition, execution.attempt, datetime.now(UTC)) is not None
+
+
+def wait_budget_seconds(definition: dict[str, Any], margin_seconds: float) -> float:
+    """How long every attempt of a run may take: deadlines, back-offs, and a margin per attempt."""
+    retry = {**DEFAULT_RETRY, **(definition.get("retry") or {})}
+    attempts = int(retry["max_attempts"])
+    timeout = float(definition.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+    backoffs = sum(retry_delay_seconds(retry, attempt) for attempt in range(1, attempts))
+    return attempts * (timeout + margin_seconds) + backoffs

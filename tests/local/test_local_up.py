@@ -144,14 +144,11 @@ def test_local_up_runs_scheduled_and_manual_runs_stops_cleanly_and_resumes(tmp_p
         failing = tmp_path / "failing.yaml"
         failing.write_text(FAILING)
         assert wfctl(env, "workflows", "apply", "-f", str(failing)).returncode == 0
-        assert wfctl(env, "run", "always-fails").returncode == 0
-        deadline = time.monotonic() + 60
-        attempts: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            attempts = json.loads(wfctl(env, "executions", "list", "--workflow", "always-fails", "-o", "json").stdout)
-            if len(attempts) >= 3 and all(a["status"] == "failed" for a in attempts):
-                break
-            time.sleep(1)
+        # `run --wait` follows the retries and reports the last attempt.
+        waited = wfctl(env, "run", "always-fails", "--wait", "-o", "json")
+        assert waited.returncode == 1, waited.stderr
+        final = json.loads(waited.stdout)
+        assert (final["attempt"], final["trigger"], final["status"]) == (3, "retry", "failed")
         time.sleep(5)  # a few more ticks: no fourth attempt
         attempts = json.loads(wfctl(env, "executions", "list", "--workflow", "always-fails", "-o", "json").stdout)
         assert sorted((a["attempt"], a["trigger"], a["status"]) for a in attempts) == [

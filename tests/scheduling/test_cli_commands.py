@@ -103,3 +103,12 @@ def test_help_lists_every_command_group(wfctl) -> None:
     result = wfctl("--help")
     for group in ("db", "workflows", "schedules", "run", "executions", "dispatch"):
         assert group in result.out
+
+
+def test_wait_budget_covers_every_attempt_and_back_off() -> None:
+    from services.scheduling.triggers import wait_budget_seconds
+
+    single = {"timeout_seconds": 60}
+    assert wait_budget_seconds(single, margin_seconds=120) == 180
+    retried = {"timeout_seconds": 60, "retry": {"max_attempts": 3, "backoff_seconds": 10, "backoff_multiplier": 2}}
+    assert wait_budget_seconds(retried, margin_seconds=120) == 3 * 180 + 10 + 20
