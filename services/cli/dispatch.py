@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict
+
 import typer
 
 from services.cli.context import settings, work_queue
 from services.core.db.session import session_factory
 from services.core.errors import UserError
+from services.core.logs import configure_logging
 from services.core.messages import parse_utc_iso
 from services.scheduling.dispatcher import tick
 from services.scheduling.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
@@ -25,5 +30,11 @@ def dispatch(
             raise UserError("now", f"{now!r} is not an ISO-8601 time with an offset (e.g. {example})") from None
         if not FIRST_SUPPORTED_YEAR <= current.year <= LAST_SUPPORTED_YEAR:
             raise UserError("now", f"{now!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
+    configure_logging("dispatcher")
     summary = tick(session_factory(settings().require_database_url()), work_queue(), now=current)
-    typer.echo(summary.line())
+    if os.environ.get("LOG_FORMAT", "text").lower() == "json":
+        # In the cluster the summary is a structured event like every other log line.
+        event = {"level": "info", "service": "dispatcher", "message": summary.line(), **asdict(summary)}
+        typer.echo(json.dumps(event))
+    else:
+        typer.echo(summary.line())

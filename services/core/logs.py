@@ -53,9 +53,22 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record (it may be replaced, as
+    when a command runs in-process under a test's output capture)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(service: str, level: str | None = None) -> None:
     """Log to stderr, JSON when LOG_FORMAT=json, at LOG_LEVEL (default INFO)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if os.environ.get("LOG_FORMAT", "text").lower() == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
@@ -63,5 +76,5 @@ def configure_logging(service: str, level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
-    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "httpx", "httpcore", "werkzeug"):
+    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "httpx", "httpcore", "werkzeug", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -172,7 +172,7 @@ def tick(
                 after_send()
     _enqueue_due_retries(session_maker, queue, current, batch_size, summary)
     summary.seconds = time.monotonic() - started
-    log.info(
+    log.debug(
         "dispatch tick",
         extra={
             "event": "dispatch_tick",

@@ -315,3 +315,13 @@ def test_a_catchup_window_under_a_minute_still_runs_on_time_fire_times(db, queue
     summary = tick(session_factory(db), queue, now=utc(2026, 11, 28, 9, 0, 45))
     assert summary.messages_sent == 1
     assert scheduled_for(queues) == ["2026-11-28T09:00:00Z"]
+
+
+def test_summary_is_a_json_event_in_the_cluster(db, queues, wfctl, monkeypatch) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    make_schedule(db, utc(2026, 11, 28, 8, 50), cron="0 9 * * *")
+    result = wfctl("dispatch", "--now", "2026-11-28T09:00:04Z")
+    assert result.code == 0, result.err
+    [line] = result.out.strip().splitlines()
+    event = json.loads(line)
+    assert (event["service"], event["schedules_claimed"], event["messages_sent"]) == ("dispatcher", 1, 1)
