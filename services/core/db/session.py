@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.settings import normalize_database_url
 
 CONNECT_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 60
 
 
 @lru_cache(maxsize=8)
@@ -19,14 +20,19 @@ def engine_for(database_url: str) -> Engine:
     """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived spawner.
 
     A connect timeout keeps an unreachable database from hanging a worker (or a CLI command)
-    for minutes in the kernel's TCP retries.
+    for minutes in the kernel's TCP retries, and a statement timeout bounds a query stuck on a
+    lock or a dead connection, so a spawner worker cannot hang forever while its loop still looks
+    healthy. (Migrations use their own connection, without the statement timeout.)
     """
     return create_engine(
         normalize_database_url(database_url),
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}",
+        },
     )
 
 
