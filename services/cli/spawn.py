@@ -41,6 +41,9 @@ def spawn(
     ),
     runner_command: str | None = typer.Option(None, "--runner-command", help="Local launcher: the runner command line"),
     max_local_runs: int = typer.Option(4, "--max-local-runs", help="Local launcher: runs at once"),
+    runs_dir: Path | None = typer.Option(
+        None, "--runs-dir", help="Local launcher: folder of pid files, so a restarted spawner finds its runs"
+    ),
 ) -> int:
     """Consume run requests from the queue and start one runner Job per execution."""
     from services.core.logs import configure_logging
@@ -62,6 +65,7 @@ def spawn(
         retry_backoff_seconds=retry_backoff,
         runner_command=shlex.split(runner_command) if runner_command else None,
         local_max_running=max_local_runs,
+        local_runs_dir=runs_dir,
     )
     config.check()  # bad options: one line, exit 2, before anything starts
     configure_logging("spawner")

@@ -122,6 +122,7 @@ class LocalPlatform:
         command = [
             *WFCTL, "spawn", "--launcher", "local",
             "--max-local-runs", str(self.options.concurrency),
+            "--runs-dir", str(self.state.root / "runs"),
             # Short long-polls keep Ctrl-C snappy; health on loopback only.
             "--wait-seconds", "5", "--reconcile-seconds", "10",
             "--health-host", "127.0.0.1", "--health-port", "0",

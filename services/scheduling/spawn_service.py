@@ -63,6 +63,7 @@ class SpawnConfig:
     retry_backoff_seconds: int = 5
     runner_command: Sequence[str] | None = None
     local_max_running: int = 4
+    local_runs_dir: Path | None = None
     kube_api_client: Any = None  # tests inject a client configured for an emulator
     checkpoint: Checkpoint | None = field(default=None, compare=False)
 
@@ -95,7 +96,8 @@ def make_launcher(config: SpawnConfig) -> tuple[Launcher, RunnerTemplate]:
 
         template = load_template_file(config.runner_template or DEFAULT_TEMPLATE_PATH, namespace)
         command = list(config.runner_command or DEFAULT_COMMAND)
-        return LocalLauncher(command=command, max_running=config.local_max_running), template
+        launcher = LocalLauncher(command=command, max_running=config.local_max_running, runs_dir=config.local_runs_dir)
+        return launcher, template
 
     from kubernetes.client import CoreV1Api
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kubernetes.client import V1Job
 
@@ -64,6 +65,8 @@ class _Run:
     outcome: JobOutcome | None = None
     ended: float | None = None
     queued: float = field(default_factory=time.monotonic)
+    #: A runner another spawner process started (found through the runs folder): watched by pid.
+    adopted_pid: int | None = None
 
 
 def job_environment(job: V1Job, spawner_env: Mapping[str, str]) -> dict[str, str]:
@@ -91,13 +94,19 @@ class LocalLauncher:
         environ: Mapping[str, str] | None = None,
         poll_seconds: float = 0.1,
         cwd: str | None = None,
+        runs_dir: Path | None = None,
     ) -> None:
+        """`runs_dir` keeps a pid file per running Job name, so a restarted spawner finds the runs
+        its predecessor started instead of starting a second runner for the same execution."""
         self.command = list(command)
         self.max_running = max(1, max_running)
         self.grace_seconds = grace_seconds
         self.environ = dict(os.environ if environ is None else environ)
         self.poll_seconds = poll_seconds
         self.cwd = cwd
+        self.runs_dir = runs_dir
+        if runs_dir is not None:
+            runs_dir.mkdir(parents=True, exist_ok=True)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,6 +122,14 @@ class LocalLauncher:
             if name in self._runs:
                 return False
             deadline = job.spec.active_deadline_seconds if job.spec else None
+            adopted = self._live_runner_pid(name)
+            if adopted is not None:
+                self._runs[name] = _Run(
+                    name=name, execution_id=execution_id_of(name), env={}, deadline_seconds=None,
+                    started=time.monotonic(), adopted_pid=adopted,
+                )
+                log.info("runner already running (started before a restart)", extra={"job_name": name, "pid": adopted})
+                return False
             self._runs[name] = _Run(
                 name=name,
                 execution_id=execution_id_of(name),
@@ -174,7 +191,8 @@ class LocalLauncher:
     def _outcome_locked(self, run: _Run) -> JobOutcome:
         if run.outcome is not None:
             return run.outcome
-        state = JobState.RUNNING if run.process is not None else JobState.PENDING
+        started = run.process is not None or run.adopted_pid is not None
+        state = JobState.RUNNING if started else JobState.PENDING
         return JobOutcome(run.name, run.execution_id, state)
 
     def _terminate_locked(self, run: _Run) -> None:
@@ -190,6 +208,16 @@ class LocalLauncher:
         now = time.monotonic()
         running = 0
         for run in self._runs.values():
+            if run.adopted_pid is not None and run.outcome is None:
+                if self._live_runner_pid(run.name) is None:
+                    # Its exit status went to the previous spawner; the reconciler reads the
+                    # execution's own record and fails it only if the runner recorded nothing.
+                    run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, "runner process ended")
+                    run.ended = now
+                    self._forget_pid(run.name)
+                else:
+                    running += 1
+                continue
             if run.process is None or run.outcome is not None:
                 continue
             code = run.process.poll()
@@ -210,7 +238,7 @@ class LocalLauncher:
         for run in self._runs.values():
             if running >= self.max_running:
                 break
-            if run.process is None and run.outcome is None:
+            if run.process is None and run.outcome is None and run.adopted_pid is None:
                 self._start_locked(run, now)
                 running += 1
         for name in [n for n, r in self._runs.items() if r.ended and now - r.ended > FINISHED_RETENTION_SECONDS]:
@@ -220,6 +248,8 @@ class LocalLauncher:
         try:
             run.process = subprocess.Popen(self.command, env=run.env, cwd=self.cwd, stdin=subprocess.DEVNULL)
             run.started = now
+            if self.runs_dir is not None:
+                (self.runs_dir / f"{run.name}.pid").write_text(str(run.process.pid))
             log.info("runner started", extra={**self._extra(run), "pid": run.process.pid})
         except OSError as error:
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, f"cannot start the runner: {error}")
@@ -227,6 +257,7 @@ class LocalLauncher:
 
     def _finish_locked(self, run: _Run, code: int, now: float) -> None:
         run.ended = now
+        self._forget_pid(run.name)
         if run.deadline_hit:
             reason = f"deadline exceeded after {int(run.deadline_seconds or 0)}s"
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.TIMED_OUT, reason)
@@ -244,6 +275,26 @@ class LocalLauncher:
             reason = f"runner exited with code {code}"
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
         log.info("runner ended", extra={**self._extra(run), "exit_code": code})
+
+    def _forget_pid(self, name: str) -> None:
+        if self.runs_dir is not None:
+            (self.runs_dir / f"{name}.pid").unlink(missing_ok=True)
+
+    def _live_runner_pid(self, name: str) -> int | None:
+        """The pid recorded for `name`, if that process is alive and is this Job's runner (the
+        environment check guards against a recycled pid)."""
+        if self.runs_dir is None:
+            return None
+        try:
+            pid = int((self.runs_dir / f"{name}.pid").read_text().strip())
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            return None
+        execution_id = execution_id_of(name)
+        if state == "Z" or execution_id is None or f"EXECUTION_ID={execution_id}".encode() not in environ:
+            return None
+        return pid
 
     @staticmethod
     def _extra(run: _Run) -> dict[str, str]:

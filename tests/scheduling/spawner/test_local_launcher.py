@@ -186,3 +186,39 @@ def test_a_runner_killed_by_a_signal_without_a_name_still_ends(tmp_path, templat
         assert outcome.reason == f"runner killed by signal {int(__import__('signal').SIGRTMIN) + 1}"
     finally:
         launcher.close()
+
+
+def test_a_restarted_spawner_adopts_the_runs_of_its_predecessor(tmp_path, template):
+    """At most one runner per execution on one machine, across a spawner restart."""
+    import time
+
+    runs_dir = tmp_path / "runs"
+    job = build_job(template, FakeExecution(), FakeWorkflow(timeout_seconds=60))
+    name = job.metadata.name
+    before = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir)
+    after = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir)
+    try:
+        assert before.launch(job) is True
+        for _ in range(100):  # bounded: until the runner is up and recorded
+            if (runs_dir / f"{name}.pid").exists():
+                break
+            time.sleep(0.05)
+        original = before._runs[name].process
+
+        assert after.launch(job) is False  # the same Job again, from a new spawner: adopted
+        assert after._runs[name].process is None
+        assert [o.state for o in after.observe() if o.job_name == name] == [JobState.RUNNING]
+
+        original.kill()
+        original.wait(timeout=5)
+        before.observe()  # the old launcher reaps its child
+        for _ in range(100):
+            outcomes = [o for o in after.observe() if o.job_name == name]
+            if outcomes and outcomes[0].state == JobState.FAILED:
+                break
+            time.sleep(0.05)
+        assert outcomes[0].state == JobState.FAILED and outcomes[0].reason == "runner process ended"
+        assert not (runs_dir / f"{name}.pid").exists()
+    finally:
+        before.close()
+        after.close()
