@@ -7,27 +7,16 @@ namespace; label it `pod-security.kubernetes.io/enforce=restricted` to check the
 from __future__ import annotations
 
 import os
-import uuid
-from dataclasses import dataclass, field
 
 import pytest
 
 from services.scheduling.jobs import build_job
 from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
+from tests.fakes import FakeExecution, FakeWorkflow
 
 pytestmark = pytest.mark.cluster
 
 
-@dataclass
-class _Execution:
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    input: dict[str, object] = field(default_factory=lambda: {"who": "cluster"})
-
-
-@dataclass
-class _Workflow:
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    timeout_seconds: int = 60
 
 
 def test_runner_job_is_admitted_by_the_api_server() -> None:
@@ -35,7 +24,7 @@ def test_runner_job_is_admitted_by_the_api_server() -> None:
 
     config.load_kube_config()
     namespace = os.environ.get("WFR_CLUSTER_NAMESPACE", "default")
-    job = build_job(load_template_file(DEFAULT_TEMPLATE_PATH, namespace), _Execution(), _Workflow())
+    job = build_job(load_template_file(DEFAULT_TEMPLATE_PATH, namespace), FakeExecution(), FakeWorkflow())
     created = client.BatchV1Api().create_namespaced_job(namespace, job, dry_run="All")
     assert created.metadata.name == job.metadata.name
     assert created.spec.backoff_limit == 0 and created.spec.ttl_seconds_after_finished == 3600

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import kubernetes_validate
@@ -23,18 +22,7 @@ from services.scheduling.runner_template import (
     load_template_file,
     template_from_manifest,
 )
-
-
-@dataclass
-class FakeExecution:
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    input: dict[str, Any] = field(default_factory=lambda: {"who": "world"})
-
-
-@dataclass
-class FakeWorkflow:
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    timeout_seconds: int = 120
+from tests.fakes import FakeExecution, FakeWorkflow
 
 
 @pytest.fixture

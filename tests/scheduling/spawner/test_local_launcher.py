@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,7 @@ from services.scheduling.launchers.local import LocalLauncher
 from services.scheduling.outcomes import JobState
 from services.scheduling.reconciler import Reconciler
 from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
+from tests.fakes import FakeExecution, FakeWorkflow
 from tests.scheduling.spawner.conftest import WORKTREE, executions, manual_message, send
 
 # A runner that records success the way the real one does (a conditional update), echoing the
@@ -38,16 +37,6 @@ SLEEPING = "import time\ntime.sleep(30)\n"
 FAILING = "import sys\nsys.exit(3)\n"
 
 
-@dataclass
-class FakeExecution:
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    input: dict[str, Any] = field(default_factory=lambda: {"n": 1})
-
-
-@dataclass
-class FakeWorkflow:
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    timeout_seconds: int = 60
 
 
 def script(tmp_path: Path, source: str) -> list[str]:
