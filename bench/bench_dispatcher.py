@@ -24,7 +24,7 @@ from services.core.db.models import Schedule  # noqa: E402
 from services.core.db.session import session_factory  # noqa: E402
 from services.core.queue import OutgoingMessage  # noqa: E402
 from services.core.workflows import apply_workflow, parse_workflow  # noqa: E402
-from services.scheduling.dispatcher import tick  # noqa: E402
+from services.dispatcher.tick import tick  # noqa: E402
 
 EXPRESSIONS = ["*/5 * * * *", "0 * * * *", "*/15 9-17 * * mon-fri", "0,30 * * * *"]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Lord_Howe"]

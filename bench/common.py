@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from services.core.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
+from services.local.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 from services.core.queue import Queue, sqs_client
 
 

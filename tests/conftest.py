@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import Base
 from services.core.db.session import engine_for, session_factory
-from services.core.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
+from services.local.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ COLUMNS = ("message_id", "reason", "age_seconds", "receive_count", "dedup_key")
 def list_command(output: OutputFormat = OUTPUT_OPTION) -> None:
     """Every dead-lettered message with its reason, age and receive count (nothing is removed)."""
     from services.cli.context import dead_letter_queue
-    from services.scheduling.dead_letters import list_dead_letters
+    from services.spawner.dead_letters import list_dead_letters
 
     now = datetime.now(UTC)
     rows = [letter.row(now) for letter in list_dead_letters(dead_letter_queue())]
@@ -31,7 +31,7 @@ def list_command(output: OutputFormat = OUTPUT_OPTION) -> None:
 def redrive_command() -> None:
     """Move every dead-lettered message back to the work queue (its reason is dropped)."""
     from services.cli.context import dead_letter_queue, work_queue
-    from services.scheduling.dead_letters import redrive
+    from services.spawner.dead_letters import redrive
 
     moved = redrive(dead_letter_queue(), work_queue())
     typer.echo(f"redrove {moved} message{'s' if moved != 1 else ''} to the work queue")

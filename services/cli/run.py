@@ -11,7 +11,7 @@ from services.core.db.session import session_factory
 from services.core.executions import execution_detail, get_execution
 from services.core.inputs import parse_input
 from services.core.workflows import get_workflow
-from services.scheduling.triggers import trigger_manual_run, wait_budget_seconds, wait_for_execution
+from services.dispatcher.triggers import trigger_manual_run, wait_budget_seconds, wait_for_execution
 
 # Time allowed for the queue and the spawner on top of the workflow's own deadline.
 WAIT_MARGIN_SECONDS = 120

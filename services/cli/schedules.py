@@ -8,7 +8,7 @@ from services.cli.context import database, work_queue
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.db.models import Catchup, Overlap
 from services.core.inputs import parse_input
-from services.scheduling import schedules as service
+from services.dispatcher import schedules as service
 
 app = typer.Typer(help="Cron schedules for workflows.", no_args_is_help=True)
 

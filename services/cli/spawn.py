@@ -48,7 +48,7 @@ def spawn(
     """Consume run requests from the queue and start one runner Job per execution."""
     from services.core.logs import configure_logging
     from services.core.settings import Settings
-    from services.scheduling.spawn_service import SpawnConfig, run_spawner
+    from services.spawner.service import SpawnConfig, run_spawner
 
     config = SpawnConfig(
         launcher=launcher,

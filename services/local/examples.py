@@ -18,8 +18,8 @@ from services.core.db.models import Schedule
 from services.core.db.session import session_scope
 from services.core.queue import Queue
 from services.core.workflows import apply_workflow, parse_workflow
-from services.scheduling.schedules import ScheduleSpec, create_schedule
-from services.scheduling.triggers import trigger_manual_run
+from services.dispatcher.schedules import ScheduleSpec, create_schedule
+from services.dispatcher.triggers import trigger_manual_run
 
 
 def apply_examples(directory: Path, base_url: str, database_url: str, queue: Queue) -> Iterator[str]:

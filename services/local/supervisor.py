@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core.db.migrate import upgrade
-from services.core.embedded import DUMMY_AWS_ENV, EmbeddedSqs, create_queues, start_postgres, start_sqs
+from services.local.embedded import DUMMY_AWS_ENV, EmbeddedSqs, create_queues, start_postgres, start_sqs
 from services.core.queue import OutgoingMessage, Queue, sqs_client
 from services.local.state import LocalState
 

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from services.scheduling.jobs import build_job
-from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
+from services.spawner.jobs import build_job
+from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
 from tests.fakes import FakeExecution, FakeWorkflow
 
 pytestmark = pytest.mark.cluster

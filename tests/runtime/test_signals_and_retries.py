@@ -93,7 +93,7 @@ def test_sigterm_after_the_spawner_cancelled_leaves_it_cancelled(db) -> None:
 
 
 def test_retries_produce_exactly_max_attempts_executions_with_backoff(db, queues) -> None:
-    from services.scheduling.dispatcher import tick
+    from services.dispatcher.tick import tick
 
     seeded = seed(db, """
 name: flaky

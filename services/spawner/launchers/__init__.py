@@ -1,5 +1,5 @@
 """Where runner Jobs run: a Kubernetes cluster, or subprocesses on this machine (docs/architecture.md)."""
 
-from services.scheduling.launchers.base import Launcher, LaunchError
+from services.spawner.launchers.base import Launcher, LaunchError
 
 __all__ = ["LaunchError", "Launcher"]

@@ -106,7 +106,7 @@ def test_help_lists_every_command_group(wfctl) -> None:
 
 
 def test_wait_budget_covers_every_attempt_and_back_off() -> None:
-    from services.scheduling.triggers import wait_budget_seconds
+    from services.dispatcher.triggers import wait_budget_seconds
 
     single = {"timeout_seconds": 60}
     assert wait_budget_seconds(single, margin_seconds=120) == 180

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from services.scheduling.planning import MAX_CATCHUP_PER_TICK, jitter_delay, plan_fire_times
+from services.dispatcher.planning import MAX_CATCHUP_PER_TICK, jitter_delay, plan_fire_times
 
 NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
 

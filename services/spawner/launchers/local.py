@@ -24,9 +24,9 @@ from pathlib import Path
 
 from kubernetes.client import V1Job
 
-from services.scheduling.jobs import execution_id_of
-from services.scheduling.outcomes import JobOutcome, JobState
-from services.scheduling.runner_template import CONTAINER_NAME, SECRET_ENV_NAMES
+from services.spawner.jobs import execution_id_of
+from services.spawner.outcomes import JobOutcome, JobState
+from services.spawner.runner_template import CONTAINER_NAME, SECRET_ENV_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from kubernetes.client import V1Job
 
-from services.scheduling.outcomes import JobOutcome
+from services.spawner.outcomes import JobOutcome
 
 
 class LaunchError(RuntimeError):

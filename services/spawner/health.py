@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from services.scheduling.metrics import SpawnerMetrics
+from services.spawner.metrics import SpawnerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import ACTIVE_STATUSES, Execution, ExecutionStatus
 from services.core.executions import finish_execution
-from services.scheduling.jobs import job_name
-from services.scheduling.launchers.base import Launcher, LaunchError
-from services.scheduling.outcomes import JobOutcome, error_for, execution_status_for
+from services.spawner.jobs import job_name
+from services.spawner.launchers.base import Launcher, LaunchError
+from services.spawner.outcomes import JobOutcome, error_for, execution_status_for
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import pytest
 from services.core.db.models import ExecutionStatus
 from services.core.db.session import session_factory
 from services.core.executions import get_execution, insert_execution
-from services.scheduling.jobs import build_job
-from services.scheduling.launchers.local import LocalLauncher
-from services.scheduling.outcomes import JobState
-from services.scheduling.reconciler import Reconciler
-from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
+from services.spawner.jobs import build_job
+from services.spawner.launchers.local import LocalLauncher
+from services.spawner.outcomes import JobState
+from services.spawner.reconciler import Reconciler
+from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH, load_template_file
 from tests.fakes import FakeExecution, FakeWorkflow
-from tests.scheduling.spawner.conftest import WORKTREE, executions, manual_message, send
+from tests.spawner.conftest import WORKTREE, executions, manual_message, send
 
 # A runner that records success the way the real one does (a conditional update), echoing the
 # environment it was given into the execution's output.
@@ -151,7 +151,7 @@ def test_drain_fails_runs_that_exit_without_a_status(db, queues, workflow, tmp_p
 
 
 def test_runner_environment_follows_the_template_unless_the_machine_overrides(template):
-    from services.scheduling.launchers.local import job_environment
+    from services.spawner.launchers.local import job_environment
 
     job = build_job(template, FakeExecution(), FakeWorkflow())
     secrets = {"DATABASE_URL": "postgresql://db", "INTEGRATION_ENCRYPTION_KEY": "k", "AWS_SECRET_ACCESS_KEY": "no"}

@@ -21,11 +21,11 @@ from services.core.db.models import TERMINAL_STATUSES, ExecutionStatus, Schedule
 from services.core.executions import finish_execution, get_execution, insert_execution, transition
 from services.core.messages import MessageError, RunMessage, parse_message
 from services.core.queue import ReceivedMessage
-from services.scheduling.jobs import build_job, job_name
-from services.scheduling.launchers.base import Launcher, LaunchError
-from services.scheduling.metrics import SpawnerMetrics
-from services.scheduling.overlap import apply_overlap
-from services.scheduling.runner_template import RunnerTemplate
+from services.spawner.jobs import build_job, job_name
+from services.spawner.launchers.base import Launcher, LaunchError
+from services.spawner.metrics import SpawnerMetrics
+from services.spawner.overlap import apply_overlap
+from services.spawner.runner_template import RunnerTemplate
 
 log = logging.getLogger(__name__)
 

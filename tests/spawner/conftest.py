@@ -26,14 +26,14 @@ from services.core.db.models import Execution, Schedule, Workflow
 from services.core.db.session import session_factory
 from services.core.messages import RunMessage, schedule_dedup_key
 from services.core.settings import Settings
-from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH
-from services.scheduling.spawn_service import SpawnConfig, SpawnerParts, build_spawner
+from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH
+from services.spawner.service import SpawnConfig, SpawnerParts, build_spawner
 
 NAMESPACE = "runs"
 JOBS = kmock.resource("batch", "v1", "jobs")
 PODS = kmock.resource("", "v1", "pods")
 PODTEMPLATES = kmock.resource("", "v1", "podtemplates")
-WORKTREE = Path(__file__).resolve().parents[3]
+WORKTREE = Path(__file__).resolve().parents[2]
 
 
 class FlakyEmulator(kmock.KubernetesEmulator):

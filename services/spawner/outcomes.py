@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.core.db.models import ExecutionStatus
-from services.scheduling.jobs import EXECUTION_ID_LABEL, execution_id_of
+from services.spawner.jobs import EXECUTION_ID_LABEL, execution_id_of
 
 #: Container waiting reasons meaning the pod will not start by itself.
 NEVER_STARTING_REASONS = frozenset(

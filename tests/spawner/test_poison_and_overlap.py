@@ -11,8 +11,8 @@ import pytest
 from services.core.db.models import ExecutionStatus
 from services.core.db.session import session_factory
 from services.core.executions import insert_execution, transition
-from services.scheduling.jobs import job_name
-from tests.scheduling.spawner.conftest import (
+from services.spawner.jobs import job_name
+from tests.spawner.conftest import (
     JOBS,
     dlq_messages,
     executions,

@@ -22,7 +22,7 @@ from services.core import cron
 from services.core.db.models import Execution, Schedule, Trigger
 from services.core.messages import RunMessage, retry_dedup_key, schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
-from services.scheduling.planning import MISSED_AFTER, jitter_delay, plan_fire_times
+from services.dispatcher.planning import MISSED_AFTER, jitter_delay, plan_fire_times
 
 log = logging.getLogger(__name__)
 

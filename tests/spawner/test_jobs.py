@@ -9,14 +9,14 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from services.scheduling.jobs import (
+from services.spawner.jobs import (
     MAX_INLINE_INPUT_BYTES,
     build_job,
     execution_id_of,
     job_manifest,
     job_name,
 )
-from services.scheduling.runner_template import (
+from services.spawner.runner_template import (
     DEFAULT_TEMPLATE_PATH,
     TemplateError,
     load_template_file,

@@ -16,9 +16,9 @@ from typing import Any
 
 from kubernetes.client import ApiException, BatchV1Api, CoreV1Api, V1Job
 
-from services.scheduling.jobs import APP_LABEL, EXECUTION_ID_LABEL, RUNNER_APP
-from services.scheduling.launchers.base import LaunchError
-from services.scheduling.outcomes import JobOutcome, classify_job
+from services.spawner.jobs import APP_LABEL, EXECUTION_ID_LABEL, RUNNER_APP
+from services.spawner.launchers.base import LaunchError
+from services.spawner.outcomes import JobOutcome, classify_job
 
 log = logging.getLogger(__name__)
 

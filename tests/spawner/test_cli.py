@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from services.core.db.models import ExecutionStatus
-from tests.scheduling.spawner.conftest import (
+from tests.spawner.conftest import (
     NAMESPACE,
     WORKTREE,
     executions,
@@ -63,7 +63,7 @@ def test_sigterm_mid_batch_loses_nothing(db, queues, emulator, workflow, tmp_pat
             "--concurrency",
             "4",
             "--runner-template",
-            str(WORKTREE / "services/scheduling/runner-template.yaml"),
+            str(WORKTREE / "services/spawner/runner-template.yaml"),
             "--health-port",
             "-1",
             "--wait-seconds",
@@ -101,7 +101,7 @@ def test_sigterm_mid_batch_loses_nothing(db, queues, emulator, workflow, tmp_pat
 
 def test_dlq_list_and_redrive(db, queues, wfctl):
     from services.core.queue import OutgoingMessage, Queue
-    from services.scheduling.dead_letters import REASON_ATTRIBUTE
+    from services.spawner.dead_letters import REASON_ATTRIBUTE
 
     dlq = Queue(queues.client, queues.dlq_url)
     dlq.send_batch(
@@ -169,7 +169,7 @@ def test_health_endpoints(db, queues, emulator, workflow, start_spawner):
 
 def test_readiness_reports_an_unreachable_database(monkeypatch):
     from services.core.queue import Queue
-    from services.scheduling.spawn_service import readiness_check
+    from services.spawner.service import readiness_check
 
     class FineQueue(Queue):
         def __init__(self) -> None:
@@ -198,7 +198,7 @@ def test_second_sigterm_exits_at_once(db, queues, emulator, workflow, tmp_path):
             "services.cli",
             "spawn",
             "--runner-template",
-            str(WORKTREE / "services/scheduling/runner-template.yaml"),
+            str(WORKTREE / "services/spawner/runner-template.yaml"),
             "--health-port",
             "-1",
             "--wait-seconds",

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from services.core.db.models import Schedule
 from services.core.db.session import session_factory
 from services.core.queue import Queue
-from services.scheduling.dispatcher import tick
-from tests.scheduling.helpers import make_schedule, minutes, run_ticks, scheduled_for, sent_bodies
+from services.dispatcher.tick import tick
+from tests.dispatcher.helpers import make_schedule, minutes, run_ticks, scheduled_for, sent_bodies
 
 
 def utc(*args: int) -> datetime:
@@ -229,7 +229,7 @@ def test_paused_schedule_sends_nothing_and_resume_does_not_replay(db, queues, qu
 
 
 def test_resume_continues_from_now(db, queues, queue) -> None:
-    from services.scheduling.schedules import pause_schedule, resume_schedule
+    from services.dispatcher.schedules import pause_schedule, resume_schedule
 
     make_schedule(db, utc(2026, 11, 28, 8, 50), cron="*/10 * * * *", catchup="all")
     with session_factory(db)() as s, s.begin():

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from services.core.db.models import ExecutionStatus
-from services.scheduling.jobs import job_name
-from tests.scheduling.spawner.conftest import (
+from services.spawner.jobs import job_name
+from tests.spawner.conftest import (
     dlq_messages,
     executions,
     manual_message,
@@ -140,7 +140,7 @@ def test_job_already_exists_is_success(db, queues, emulator, workflow, start_spa
     with session_factory(db)() as session:
         execution, _ = insert_execution(session, message)
         session.commit()
-    from tests.scheduling.spawner.conftest import JOBS
+    from tests.spawner.conftest import JOBS
 
     emulator.put(
         JOBS,
@@ -219,7 +219,7 @@ def test_drain_check_survives_a_database_outage():
 
     from sqlalchemy.exc import OperationalError
 
-    from services.scheduling.spawner import Spawner
+    from services.spawner.consume import Spawner
 
     def unreachable():
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))

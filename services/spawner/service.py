@@ -25,19 +25,19 @@ from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.queue import Queue, sqs_client
 from services.core.settings import Settings
-from services.scheduling.handler import Checkpoint, MessageHandler
-from services.scheduling.health import HealthServer, Heartbeat
-from services.scheduling.launchers.base import Launcher
-from services.scheduling.metrics import SpawnerMetrics
-from services.scheduling.reconciler import Reconciler
-from services.scheduling.runner_template import (
+from services.spawner.message_handler import Checkpoint, MessageHandler
+from services.spawner.health import HealthServer, Heartbeat
+from services.spawner.launchers.base import Launcher
+from services.spawner.metrics import SpawnerMetrics
+from services.spawner.reconciler import Reconciler
+from services.spawner.runner_template import (
     DEFAULT_TEMPLATE_NAME,
     DEFAULT_TEMPLATE_PATH,
     RunnerTemplate,
     fetch_template,
     load_template_file,
 )
-from services.scheduling.spawner import Spawner, SpawnerOptions, queue_settings
+from services.spawner.consume import Spawner, SpawnerOptions, queue_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def runner_namespace(config: SpawnConfig, env: dict[str, str] | None = None) -> 
 def make_launcher(config: SpawnConfig) -> tuple[Launcher, RunnerTemplate]:
     namespace = runner_namespace(config)
     if config.launcher == "local":
-        from services.scheduling.launchers.local import DEFAULT_COMMAND, LocalLauncher
+        from services.spawner.launchers.local import DEFAULT_COMMAND, LocalLauncher
 
         template = load_template_file(config.runner_template or DEFAULT_TEMPLATE_PATH, namespace)
         command = list(config.runner_command or DEFAULT_COMMAND)
@@ -101,7 +101,7 @@ def make_launcher(config: SpawnConfig) -> tuple[Launcher, RunnerTemplate]:
 
     from kubernetes.client import CoreV1Api
 
-    from services.scheduling.launchers.kube import KubernetesLauncher, api_client_from_environment
+    from services.spawner.launchers.kube import KubernetesLauncher, api_client_from_environment
 
     client = config.kube_api_client or api_client_from_environment()
     if config.runner_template is not None:

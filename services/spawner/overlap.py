@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Overlap, Schedule
 from services.core.executions import finish_execution, now_utc, transition
-from services.scheduling.jobs import job_name
+from services.spawner.jobs import job_name
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from kubernetes.client import (
     V1VolumeMount,
 )
 
-from services.scheduling.runner_template import SECRET_ENV_NAMES, RunnerTemplate, TemplateError
+from services.spawner.runner_template import SECRET_ENV_NAMES, RunnerTemplate, TemplateError
 
 JOB_NAME_PREFIX = "workflow-exec-"
 MAX_NAME_LENGTH = 63

@@ -17,7 +17,7 @@ from services.core.inputs import check_input
 from services.core.messages import schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
 from services.core.workflows import get_workflow
-from services.scheduling.dispatcher import schedule_message
+from services.dispatcher.tick import schedule_message
 
 MAX_JITTER_SECONDS = 900
 MAX_BACKFILL_FIRE_TIMES = 10_000

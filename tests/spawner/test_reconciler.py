@@ -9,11 +9,11 @@ from typing import Any
 from services.core.db.models import ExecutionStatus
 from services.core.db.session import session_factory
 from services.core.executions import get_execution, insert_execution, transition
-from services.scheduling.jobs import job_name
-from services.scheduling.launchers.kube import KubernetesLauncher
-from services.scheduling.outcomes import JobState, classify_job, error_for, execution_status_for
-from services.scheduling.reconciler import Reconciler
-from tests.scheduling.spawner.conftest import JOBS, NAMESPACE, PODS, manual_message
+from services.spawner.jobs import job_name
+from services.spawner.launchers.kube import KubernetesLauncher
+from services.spawner.outcomes import JobState, classify_job, error_for, execution_status_for
+from services.spawner.reconciler import Reconciler
+from tests.spawner.conftest import JOBS, NAMESPACE, PODS, manual_message
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 START_TIMEOUT = timedelta(minutes=10)
@@ -259,9 +259,9 @@ def test_runner_template_is_read_from_the_cluster(emulator):
     import yaml
     from kubernetes.client import CoreV1Api
 
-    from services.scheduling.jobs import build_job, job_manifest
-    from services.scheduling.runner_template import DEFAULT_TEMPLATE_PATH, fetch_template
-    from tests.scheduling.spawner.conftest import PODTEMPLATES
+    from services.spawner.jobs import build_job, job_manifest
+    from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH, fetch_template
+    from tests.spawner.conftest import PODTEMPLATES
 
     document = yaml.safe_load(DEFAULT_TEMPLATE_PATH.read_text())
     document["metadata"]["namespace"] = NAMESPACE
@@ -286,7 +286,7 @@ def test_missing_cluster_template_is_one_line(emulator):
     import pytest
     from kubernetes.client import CoreV1Api
 
-    from services.scheduling.runner_template import TemplateError, fetch_template
+    from services.spawner.runner_template import TemplateError, fetch_template
 
     with pytest.raises(TemplateError, match=r"^runner template: cannot read PodTemplate runs/nope: HTTP 404"):
         fetch_template(CoreV1Api(emulator.api_client()), "nope", NAMESPACE)
