@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import fresh_database  # noqa: E402
 from services.core.db.models import Trigger, Workflow  # noqa: E402
 from services.core.db.session import session_factory  # noqa: E402
-from services.local.embedded import DUMMY_AWS_ENV, create_queues, free_port  # noqa: E402
 from services.core.messages import RunMessage, manual_dedup_key  # noqa: E402
 from services.core.queue import OutgoingMessage, Queue, sqs_client  # noqa: E402
 from services.core.settings import Settings  # noqa: E402
+from services.local.embedded import DUMMY_AWS_ENV, create_queues, free_port  # noqa: E402
 from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH  # noqa: E402
 from services.spawner.service import SpawnConfig, build_spawner  # noqa: E402
 

@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from services.local.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 from services.core.queue import Queue, sqs_client
+from services.local.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 
 
 def fresh_database() -> AbstractContextManager[str]:

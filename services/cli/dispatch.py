@@ -13,8 +13,8 @@ from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.logs import configure_logging
 from services.core.messages import parse_utc_iso
-from services.dispatcher.tick import tick
 from services.dispatcher.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
+from services.dispatcher.tick import tick
 
 
 def dispatch(

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from services.core.db.migrate import upgrade
-from services.local.embedded import DUMMY_AWS_ENV, EmbeddedSqs, create_queues, start_postgres, start_sqs
 from services.core.queue import OutgoingMessage, Queue, sqs_client
+from services.local.embedded import DUMMY_AWS_ENV, EmbeddedSqs, create_queues, start_postgres, start_sqs
 from services.local.state import LocalState
 
 log = logging.getLogger(__name__)

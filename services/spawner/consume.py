@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 from services.core.db.models import TERMINAL_STATUSES, Execution
 from services.core.queue import Queue, ReceivedMessage
 from services.spawner.dead_letters import dead_letter
-from services.spawner.message_handler import Disposition, MessageHandler, Result
 from services.spawner.health import Heartbeat
 from services.spawner.jobs import job_name
 from services.spawner.launchers.base import Launcher
+from services.spawner.message_handler import Disposition, MessageHandler, Result
 from services.spawner.metrics import SpawnerMetrics
 from services.spawner.reconciler import Reconciler
 

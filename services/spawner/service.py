@@ -25,9 +25,10 @@ from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.queue import Queue, sqs_client
 from services.core.settings import Settings
-from services.spawner.message_handler import Checkpoint, MessageHandler
+from services.spawner.consume import Spawner, SpawnerOptions, queue_settings
 from services.spawner.health import HealthServer, Heartbeat
 from services.spawner.launchers.base import Launcher
+from services.spawner.message_handler import Checkpoint, MessageHandler
 from services.spawner.metrics import SpawnerMetrics
 from services.spawner.reconciler import Reconciler
 from services.spawner.runner_template import (
@@ -37,7 +38,6 @@ from services.spawner.runner_template import (
     fetch_template,
     load_template_file,
 )
-from services.spawner.consume import Spawner, SpawnerOptions, queue_settings
 
 log = logging.getLogger(__name__)
 

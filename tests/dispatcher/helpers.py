@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from services.core.db.session import session_factory
 from services.core.queue import Queue
 from services.core.workflows import apply_workflow, parse_workflow
-from services.dispatcher.tick import TickSummary, tick
 from services.dispatcher.schedules import ScheduleSpec, create_schedule
+from services.dispatcher.tick import TickSummary, tick
 
 WORKFLOW = """
 name: nightly

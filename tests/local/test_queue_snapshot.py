@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.local.embedded import DUMMY_AWS_ENV, create_queues, start_sqs
 from services.core.queue import OutgoingMessage, Queue, sqs_client
+from services.local.embedded import DUMMY_AWS_ENV, create_queues, start_sqs
 from services.local.supervisor import QUEUE_NAME, LocalOptions, LocalPlatform
 
 
