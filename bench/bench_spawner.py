@@ -29,10 +29,13 @@ from services.core.db.models import Trigger, Workflow  # noqa: E402
 from services.core.db.session import session_factory  # noqa: E402
 from services.core.messages import RunMessage, manual_dedup_key  # noqa: E402
 from services.core.queue import OutgoingMessage, Queue, sqs_client  # noqa: E402
-from services.core.settings import Settings  # noqa: E402
+from services.core.settings import (
+    Settings,  # noqa: E402
+    SpawnerSettings,  # noqa: E402
+)
 from services.local.embedded import DUMMY_AWS_ENV, create_queues, free_port  # noqa: E402
 from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH  # noqa: E402
-from services.spawner.service import SpawnConfig, build_spawner  # noqa: E402
+from services.spawner.service import build_spawner  # noqa: E402
 
 EMULATOR = """
 import asyncio, sys, kmock
@@ -122,7 +125,7 @@ def run_once(database_url: str, messages: int, concurrency: int) -> float:
             aws_region="us-east-1",
             aws_endpoint_url=queue.client.meta.endpoint_url,
         )
-        config = SpawnConfig(
+        config = SpawnerSettings(
             launcher="kubernetes",
             concurrency=concurrency,
             runner_template=DEFAULT_TEMPLATE_PATH,
@@ -130,9 +133,8 @@ def run_once(database_url: str, messages: int, concurrency: int) -> float:
             health_port=None,
             wait_seconds=1,
             reconcile_seconds=3600,
-            kube_api_client=api_client(url),
         )
-        parts = build_spawner(config, settings)
+        parts = build_spawner(config, settings, kube_api_client=api_client(url))
         thread = threading.Thread(target=parts.spawner.run, daemon=True)
         started = time.perf_counter()
         thread.start()

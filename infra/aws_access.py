@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import env, iam_policies, names
+from infra import env, iam_policies
 from infra.config import AwsConfig, AwsMode
 from infra.service_role import ServiceRole, ServiceRoleArgs
+from services import contract
 
 #: Annotation read by the EKS pod identity webhook to inject web-identity credentials.
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -94,12 +95,12 @@ def service_access(
 
     dispatcher_role = role(
         "dispatcher-role",
-        names.DISPATCHER_SERVICE_ACCOUNT,
+        contract.DISPATCHER_SERVICE_ACCOUNT,
         iam_policies.dispatcher_policy(queue_arn),
     )
     spawner_role = role(
         "spawner-role",
-        names.SPAWNER_SERVICE_ACCOUNT,
+        contract.SPAWNER_SERVICE_ACCOUNT,
         iam_policies.spawner_policy(queue_arn, dlq_arn),
     )
     return ServiceAccess(

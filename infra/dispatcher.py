@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import env, names, pod_security
+from infra import env, pod_security
 from infra.aws_access import AwsAccess
 from infra.config import ResourceSpec
 from infra.labels import component_labels
+from services import contract
 
 SCHEDULE = "* * * * *"
 #: A tick the controller could not start within this window is skipped; the next tick, less than
@@ -55,7 +56,7 @@ class Dispatcher(pulumi.ComponentResource):
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.DISPATCHER_SERVICE_ACCOUNT,
+                name=contract.DISPATCHER_SERVICE_ACCOUNT,
                 namespace=args.namespace,
                 labels=labels,
                 annotations=dict(args.aws_access.service_account_annotations) or None,
@@ -72,7 +73,7 @@ class Dispatcher(pulumi.ComponentResource):
             image_pull_policy="IfNotPresent",
             command=["wfctl", "dispatch"],
             env=[
-                env.from_secret(env.DATABASE_URL, args.database_secret_name, env.DATABASE_URL),
+                env.from_secret(contract.DATABASE_URL_ENV, args.database_secret_name, contract.DATABASE_URL_ENV),
                 env.plain("QUEUE_URL", args.queue_url),
                 *args.aws_access.env,
                 env.plain("LOG_FORMAT", "json"),
@@ -85,7 +86,7 @@ class Dispatcher(pulumi.ComponentResource):
         cron_job = k8s.batch.v1.CronJob(
             f"{name}-cronjob",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.DISPATCHER_CRONJOB, namespace=args.namespace, labels=labels
+                name=contract.DISPATCHER_CRONJOB, namespace=args.namespace, labels=labels
             ),
             spec=k8s.batch.v1.CronJobSpecArgs(
                 schedule=SCHEDULE,

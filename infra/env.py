@@ -10,9 +10,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-#: Keys inside the platform's Kubernetes Secrets; they equal the variable names the services read.
-DATABASE_URL = "DATABASE_URL"
-INTEGRATION_ENCRYPTION_KEY = "INTEGRATION_ENCRYPTION_KEY"
+#: Keys inside the platform's Kubernetes Secrets equal the variable names the services read
+#: (DATABASE_URL and INTEGRATION_ENCRYPTION_KEY are in services/contract.py).
 AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 

@@ -14,25 +14,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import ResourceSpec
+from services import contract
 
-#: The unprivileged user and group baked into the images (images/Dockerfile).
-RUN_AS_USER = 10001
-RUN_AS_GROUP = 10001
-
-#: Every container gets a writable /tmp backed by an emptyDir, because its root file system is
-#: read-only.
-TMP_VOLUME_NAME = "tmp"
-TMP_MOUNT_PATH = "/tmp"
-TMP_SIZE_LIMIT = "256Mi"
+# The unprivileged user and group baked into the images (images/Dockerfile) and the writable /tmp
+# every container gets (its root file system is read-only) are values of services/contract.py.
 
 
 def pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
     """Pod-level settings: non-root identity and the runtime's default seccomp profile."""
     return k8s.core.v1.PodSecurityContextArgs(
         run_as_non_root=True,
-        run_as_user=RUN_AS_USER,
-        run_as_group=RUN_AS_GROUP,
-        fs_group=RUN_AS_GROUP,
+        run_as_user=contract.RUN_AS_USER,
+        run_as_group=contract.RUN_AS_GROUP,
+        fs_group=contract.RUN_AS_GROUP,
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
 
@@ -43,8 +37,8 @@ def container_security_context() -> k8s.core.v1.SecurityContextArgs:
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
         run_as_non_root=True,
-        run_as_user=RUN_AS_USER,
-        run_as_group=RUN_AS_GROUP,
+        run_as_user=contract.RUN_AS_USER,
+        run_as_group=contract.RUN_AS_GROUP,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
@@ -53,13 +47,13 @@ def container_security_context() -> k8s.core.v1.SecurityContextArgs:
 def tmp_volume() -> k8s.core.v1.VolumeArgs:
     """The scratch volume mounted at /tmp."""
     return k8s.core.v1.VolumeArgs(
-        name=TMP_VOLUME_NAME,
-        empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=TMP_SIZE_LIMIT),
+        name=contract.TMP_VOLUME,
+        empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=contract.TMP_SIZE_LIMIT),
     )
 
 
 def tmp_volume_mount() -> k8s.core.v1.VolumeMountArgs:
-    return k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME_NAME, mount_path=TMP_MOUNT_PATH)
+    return k8s.core.v1.VolumeMountArgs(name=contract.TMP_VOLUME, mount_path=contract.TMP_PATH)
 
 
 def resource_requirements(resources: ResourceSpec) -> k8s.core.v1.ResourceRequirementsArgs:

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import env, names, pod_security
+from infra import env, pod_security
 from infra.config import ResourceSpec
 from infra.labels import component_labels
-
-CONTAINER_NAME = "runner"
-RUNNER_COMMAND = ["wfctl", "execute"]
+from services import contract
 
 
 @dataclass(frozen=True)
@@ -49,23 +47,23 @@ class RunnerTemplate(pulumi.ComponentResource):
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.RUNNER_SERVICE_ACCOUNT, namespace=args.namespace, labels=labels
+                name=contract.RUNNER_SERVICE_ACCOUNT, namespace=args.namespace, labels=labels
             ),
             automount_service_account_token=False,
             opts=child,
         )
 
         container = k8s.core.v1.ContainerArgs(
-            name=CONTAINER_NAME,
+            name=contract.RUNNER_CONTAINER,
             image=args.image,
             image_pull_policy="IfNotPresent",
-            command=RUNNER_COMMAND,
+            command=list(contract.RUNNER_COMMAND),
             env=[
-                env.from_secret(env.DATABASE_URL, args.database_secret_name, env.DATABASE_URL),
+                env.from_secret(contract.DATABASE_URL_ENV, args.database_secret_name, contract.DATABASE_URL_ENV),
                 env.from_secret(
-                    env.INTEGRATION_ENCRYPTION_KEY,
+                    contract.INTEGRATION_ENCRYPTION_KEY_ENV,
                     args.encryption_key_secret_name,
-                    env.INTEGRATION_ENCRYPTION_KEY,
+                    contract.INTEGRATION_ENCRYPTION_KEY_ENV,
                 ),
                 # Steps may call the internet but not the cluster, node or cloud metadata.
                 env.plain("RUNNER_DENY_PRIVATE_NETWORKS", "1"),
@@ -79,7 +77,7 @@ class RunnerTemplate(pulumi.ComponentResource):
         template = k8s.core.v1.PodTemplate(
             f"{name}-template",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.RUNNER_TEMPLATE, namespace=args.namespace, labels=labels
+                name=contract.RUNNER_TEMPLATE, namespace=args.namespace, labels=labels
             ),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
@@ -88,7 +86,7 @@ class RunnerTemplate(pulumi.ComponentResource):
                     container,
                     automount_service_account_token=False,
                     # Jobs require Never or OnFailure; retries are the platform's (docs/architecture.md).
-                    restart_policy="Never",
+                    restart_policy=contract.RESTART_POLICY,
                 ),
             ),
             opts=child,

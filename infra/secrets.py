@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import env, names
+from infra import env
 from infra.labels import component_labels
+from services import contract
 
 
 @dataclass(frozen=True)
@@ -48,18 +49,18 @@ class PlatformSecrets(pulumi.ComponentResource):
 
         database = self._secret(
             f"{name}-database",
-            names.DATABASE_SECRET,
+            contract.DATABASE_SECRET,
             args.namespace,
             labels,
-            {env.DATABASE_URL: args.database_url},
+            {contract.DATABASE_URL_ENV: args.database_url},
             child,
         )
         encryption_key = self._secret(
             f"{name}-encryption-key",
-            names.ENCRYPTION_KEY_SECRET,
+            contract.ENCRYPTION_KEY_SECRET,
             args.namespace,
             labels,
-            {env.INTEGRATION_ENCRYPTION_KEY: args.integration_encryption_key},
+            {contract.INTEGRATION_ENCRYPTION_KEY_ENV: args.integration_encryption_key},
             child,
         )
         self.database_secret_name = database.metadata.name
@@ -69,7 +70,7 @@ class PlatformSecrets(pulumi.ComponentResource):
         if args.aws_credentials is not None:
             aws = self._secret(
                 f"{name}-aws-credentials",
-                names.AWS_CREDENTIALS_SECRET,
+                contract.AWS_CREDENTIALS_SECRET,
                 args.namespace,
                 labels,
                 {

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import env, names, pod_security
+from infra import env, pod_security
 from infra.aws_access import AwsAccess
 from infra.config import ResourceSpec
 from infra.labels import component_labels
+from services import contract
 
 HEALTH_PORT = 8080
 #: The spawner finishes its current message after SIGTERM; one long-poll is up to 20 s, so a
@@ -79,7 +80,7 @@ class Spawner(pulumi.ComponentResource):
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.SPAWNER_SERVICE_ACCOUNT,
+                name=contract.SPAWNER_SERVICE_ACCOUNT,
                 namespace=args.namespace,
                 labels=labels,
                 annotations=dict(args.aws_access.service_account_annotations) or None,
@@ -89,7 +90,7 @@ class Spawner(pulumi.ComponentResource):
         role = k8s.rbac.v1.Role(
             f"{name}-role",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.SPAWNER_ROLE, namespace=args.namespace, labels=labels
+                name=contract.SPAWNER_ROLE, namespace=args.namespace, labels=labels
             ),
             rules=spawner_role_rules(args.runner_template_name),
             opts=child,
@@ -97,7 +98,7 @@ class Spawner(pulumi.ComponentResource):
         k8s.rbac.v1.RoleBinding(
             f"{name}-role-binding",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.SPAWNER_ROLE, namespace=args.namespace, labels=labels
+                name=contract.SPAWNER_ROLE, namespace=args.namespace, labels=labels
             ),
             role_ref=k8s.rbac.v1.RoleRefArgs(
                 api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
@@ -123,7 +124,7 @@ class Spawner(pulumi.ComponentResource):
                 )
             ],
             env=[
-                env.from_secret(env.DATABASE_URL, args.database_secret_name, env.DATABASE_URL),
+                env.from_secret(contract.DATABASE_URL_ENV, args.database_secret_name, contract.DATABASE_URL_ENV),
                 env.plain("QUEUE_URL", args.queue_url),
                 env.plain("DLQ_URL", args.dlq_url),
                 *args.aws_access.env,
@@ -153,7 +154,7 @@ class Spawner(pulumi.ComponentResource):
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.SPAWNER_DEPLOYMENT, namespace=args.namespace, labels=labels
+                name=contract.SPAWNER_DEPLOYMENT, namespace=args.namespace, labels=labels
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=args.replicas,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
+import logging
 from dataclasses import asdict
 
 import typer
 
 from services.cli.context import settings, work_queue
+from services.cli.render import OutputFormat
 from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.logs import configure_logging
@@ -16,11 +17,20 @@ from services.core.messages import parse_utc_iso
 from services.dispatcher.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
 from services.dispatcher.tick import tick
 
+log = logging.getLogger("services.dispatcher")
+
 
 def dispatch(
     now: str | None = typer.Option(None, "--now", help="Pretend the tick runs at this ISO-8601 time"),
+    output: OutputFormat | None = typer.Option(
+        None, "--output", "-o", help="json: print the tick's summary as one JSON object (for programs)"
+    ),
 ) -> None:
-    """Enqueue due fire times and due retries, advance the schedules, print one summary line."""
+    """Enqueue due fire times and due retries, advance the schedules, report one summary.
+
+    The summary is a log event (one JSON line in the cluster, where LOG_FORMAT=json), a line on
+    standard output on a terminal, or a JSON object with `--output json`.
+    """
     current = None
     if now is not None:
         try:
@@ -30,11 +40,12 @@ def dispatch(
             raise UserError("now", f"{now!r} is not an ISO-8601 time with an offset (e.g. {example})") from None
         if not FIRST_SUPPORTED_YEAR <= current.year <= LAST_SUPPORTED_YEAR:
             raise UserError("now", f"{now!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
-    configure_logging("dispatcher")
-    summary = tick(session_factory(settings().require_database_url()), work_queue(), now=current)
-    if os.environ.get("LOG_FORMAT", "text").lower() == "json":
-        # In the cluster the summary is a structured event like every other log line.
-        event = {"level": "info", "service": "dispatcher", "message": summary.line(), **asdict(summary)}
-        typer.echo(json.dumps(event))
+    environment = settings()
+    configure_logging("dispatcher", environment)
+    summary = tick(session_factory(environment.require_database_url()), work_queue(), now=current)
+    if output == OutputFormat.JSON:
+        typer.echo(json.dumps(asdict(summary)))
+    elif environment.json_logs:
+        log.info(summary.line(), extra=asdict(summary))
     else:
         typer.echo(summary.line())

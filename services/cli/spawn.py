@@ -1,7 +1,8 @@
 """`wfctl spawn`: the job spawner (the Deployment's command).
 
 Service modules (boto3, the Kubernetes client, prometheus) are imported inside the command, so
-other commands — above all the runner's `wfctl execute` — never pay for them at start-up.
+other commands — above all the runner's `wfctl execute` — never pay for them at start-up. The
+options' defaults are the spawner's settings (services.core.settings.SpawnerSettings).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from pathlib import Path
 
 import typer
 
+from services.core.settings import SPAWNER_DEFAULTS as DEFAULTS
+
 
 def spawn(
     launcher: str = typer.Option(
-        "kubernetes", "--launcher", help="kubernetes (a Job per run) or local (a subprocess per run)"
+        DEFAULTS.launcher, "--launcher", help="kubernetes (a Job per run) or local (a subprocess per run)"
     ),
-    concurrency: int = typer.Option(8, "--concurrency", help="Messages handled at once"),
+    concurrency: int = typer.Option(DEFAULTS.concurrency, "--concurrency", help="Messages handled at once"),
     drain: bool = typer.Option(
-        False, "--drain", help="Exit once the queue is empty and every launched run has finished"
+        DEFAULTS.drain, "--drain", help="Exit once the queue is empty and every launched run has finished"
     ),
     runner_template: Path | None = typer.Option(
         None, "--runner-template", help="PodTemplate YAML file instead of the cluster's RUNNER_TEMPLATE_NAME"
@@ -26,31 +29,37 @@ def spawn(
     namespace: str | None = typer.Option(
         None, "--namespace", help="Namespace for runner Jobs (default: RUNNER_NAMESPACE)"
     ),
-    health_port: int = typer.Option(8080, "--health-port", help="Port of /healthz, /readyz and /metrics; -1 disables"),
-    health_host: str = typer.Option("0.0.0.0", "--health-host", help="Address the health server binds"),
-    wait_seconds: int = typer.Option(20, "--wait-seconds", help="SQS long-poll wait (0-20)"),
-    reconcile_seconds: float = typer.Option(30.0, "--reconcile-seconds", help="Seconds between reconcile passes"),
+    health_port: int = typer.Option(
+        DEFAULTS.health_port, "--health-port", help="Port of /healthz, /readyz and /metrics; -1 disables"
+    ),
+    health_host: str = typer.Option(DEFAULTS.health_host, "--health-host", help="Address the health server binds"),
+    wait_seconds: int = typer.Option(DEFAULTS.wait_seconds, "--wait-seconds", help="SQS long-poll wait (0-20)"),
+    reconcile_seconds: float = typer.Option(
+        DEFAULTS.reconcile_seconds, "--reconcile-seconds", help="Seconds between reconcile passes"
+    ),
     start_timeout: float = typer.Option(
-        600.0, "--start-timeout", help="Seconds a run may take to start before it is failed"
+        DEFAULTS.start_timeout_seconds, "--start-timeout", help="Seconds a run may take to start before it is failed"
     ),
     grace_seconds: float = typer.Option(
-        25.0, "--grace-seconds", help="After SIGTERM, seconds to finish messages in hand"
+        DEFAULTS.grace_seconds, "--grace-seconds", help="After SIGTERM, seconds to finish messages in hand"
     ),
     retry_backoff: int = typer.Option(
-        5, "--retry-backoff", help="Base seconds before a failed Job creation is retried"
+        DEFAULTS.retry_backoff_seconds, "--retry-backoff", help="Base seconds before a failed Job creation is retried"
     ),
     runner_command: str | None = typer.Option(None, "--runner-command", help="Local launcher: the runner command line"),
-    max_local_runs: int = typer.Option(4, "--max-local-runs", help="Local launcher: runs at once"),
+    max_local_runs: int = typer.Option(
+        DEFAULTS.local_max_running, "--max-local-runs", help="Local launcher: runs at once"
+    ),
     runs_dir: Path | None = typer.Option(
         None, "--runs-dir", help="Local launcher: folder of pid files, so a restarted spawner finds its runs"
     ),
 ) -> int:
     """Consume run requests from the queue and start one runner Job per execution."""
     from services.core.logs import configure_logging
-    from services.core.settings import Settings
-    from services.spawner.service import SpawnConfig, run_spawner
+    from services.core.settings import Settings, SpawnerSettings
+    from services.spawner.service import run_spawner
 
-    config = SpawnConfig(
+    config = SpawnerSettings.from_env(
         launcher=launcher,
         concurrency=concurrency,
         drain=drain,
@@ -68,5 +77,6 @@ def spawn(
         local_runs_dir=runs_dir,
     )
     config.check()  # bad options: one line, exit 2, before anything starts
-    configure_logging("spawner")
-    return run_spawner(config, Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging("spawner", settings)
+    return run_spawner(config, settings)

@@ -1,31 +1,50 @@
-"""Run inputs: a JSON object of at most 256 KiB (README, CLI)."""
+"""Run inputs: a JSON object of at most 256 KiB, checked the same way everywhere.
+
+The CLI, the dispatcher and the runner all take inputs; one check here means a value the CLI
+accepts is one the runner accepts (the size is measured as compact UTF-8 JSON in both).
+Standard library only, so the runner imports it without cost.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from services.contract import MAX_INPUT_BYTES
 from services.core.errors import UserError
-from services.core.messages import MAX_INPUT_BYTES
+
+
+class InputError(UserError):
+    """An input that is not a JSON object of at most 256 KiB; `field` names where it came from."""
+
+
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact JSON in UTF-8 (non-ASCII text is not inflated by escapes)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _too_large(size: int) -> str:
+    return f"is {size} bytes; the limit is {MAX_INPUT_BYTES} (256 KiB)"
 
 
 def check_input(value: Any, field: str = "input") -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UserError(field, "must be a JSON object")
-    size = len(json.dumps(value, separators=(",", ":")).encode())
+        raise InputError(field, f"must be a JSON object, got {type(value).__name__}")
+    size = json_size(value)
     if size > MAX_INPUT_BYTES:
-        raise UserError(field, f"is {size} bytes; the limit is {MAX_INPUT_BYTES} (256 KiB)")
+        raise InputError(field, _too_large(size))
     return value
 
 
 def parse_input(text: str | None, field: str = "input") -> dict[str, Any]:
-    """Parse `--input JSON`; None means an empty object."""
+    """Parse an input given as JSON text; None means an empty object."""
     if text is None:
         return {}
-    if len(text.encode()) > MAX_INPUT_BYTES:
-        raise UserError(field, f"is {len(text.encode())} bytes; the limit is {MAX_INPUT_BYTES} (256 KiB)")
+    size = len(text.encode())
+    if size > MAX_INPUT_BYTES:
+        raise InputError(field, _too_large(size))
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(field, f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except json.JSONDecodeError as error:
+        raise InputError(field, f"is not valid JSON ({error.msg} at position {error.pos})") from None
     return check_input(value, field)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from services.core.settings import Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -66,15 +67,16 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(service: str, level: str | None = None) -> None:
+def configure_logging(service: str, settings: Settings | None = None) -> None:
     """Log to stderr, JSON when LOG_FORMAT=json, at LOG_LEVEL (default INFO)."""
+    settings = settings or Settings.from_env()
     handler = _StderrHandler()
-    if os.environ.get("LOG_FORMAT", "text").lower() == "json":
+    if settings.json_logs:
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+    root.setLevel(settings.log_level)
     for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "httpx", "httpcore", "werkzeug", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

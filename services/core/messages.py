@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.core.db.models import Trigger
+from services.contract import Trigger
 
 MESSAGE_VERSION = 1
-MAX_INPUT_BYTES = 256 * 1024
 
 
 class MessageError(ValueError):

@@ -13,11 +13,11 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.contract import DEFAULT_TIMEOUT_SECONDS
 from services.core.db.models import Workflow
 from services.core.errors import NotFoundError, UserError
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
-DEFAULT_TIMEOUT_SECONDS = 300
 DEFAULT_RETRY = {"max_attempts": 1, "backoff_seconds": 60, "backoff_multiplier": 2}
 
 

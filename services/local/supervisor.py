@@ -25,6 +25,7 @@ from typing import Any
 
 from services.core.db.migrate import upgrade
 from services.core.queue import OutgoingMessage, Queue, sqs_client
+from services.dispatcher.tick import TickSummary
 from services.local.embedded import DUMMY_AWS_ENV, EmbeddedSqs, create_queues, start_postgres, start_sqs
 from services.local.state import LocalState
 
@@ -138,12 +139,18 @@ class LocalPlatform:
     # --- run -----------------------------------------------------------------------------
 
     def dispatch_once(self) -> str:
+        """One tick, as the CronJob runs it; its summary read from `--output json`."""
         result = subprocess.run(
-            [*WFCTL, "dispatch"], env=self.child_env(), capture_output=True, text=True, timeout=120,
-            start_new_session=True,
+            [*WFCTL, "dispatch", "--output", "json"], env=self.child_env(), capture_output=True, text=True,
+            timeout=120, start_new_session=True,
         )
-        line = (result.stdout.strip() or result.stderr.strip()).splitlines()
-        return line[-1] if line else f"dispatch exited {result.returncode}"
+        if result.returncode == 0:
+            try:
+                return TickSummary(**json.loads(result.stdout)).line()
+            except (ValueError, TypeError):
+                pass
+        errors = result.stderr.strip().splitlines()
+        return errors[-1] if errors else f"dispatch exited {result.returncode}"
 
     def run(self, on_tick: Callable[[str], None], on_idle: Callable[[], None]) -> None:
         """Tick the dispatcher on the wall clock until `stop_requested` is set."""

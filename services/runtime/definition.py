@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_TIMEOUT_SECONDS = 300
+from services.contract import DEFAULT_TIMEOUT_SECONDS
 
 
 class DefinitionError(Exception):

@@ -1,6 +1,6 @@
 """Size bounds and JSON hygiene for what a run reads and stores (docs/workflows.md).
 
-Inputs over 256 KiB fail the run; a step output over 64 KiB is stored as a marker with a preview
+Inputs are checked by `services.core.inputs`; a step output over 64 KiB is stored as a marker with a preview
 so one chatty API cannot bloat the executions table. Postgres refuses NUL characters in text and
 JSONB, so they are replaced before anything is stored.
 """
@@ -10,38 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-MAX_INPUT_BYTES = 256 * 1024  # the same limit as services.core.messages.MAX_INPUT_BYTES
-MAX_OUTPUT_BYTES = 64 * 1024
+from services.contract import MAX_OUTPUT_BYTES
+
 PREVIEW_CHARS = 4096
 MAX_ERROR_CHARS = 2000
-
-
-class InputError(Exception):
-    """The run's input is unusable; the message is one line naming the source."""
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
-def check_input(value: Any, source: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InputError(f"{source} must be a JSON object, got {type(value).__name__}")
-    size = _json_size(value)
-    if size > MAX_INPUT_BYTES:
-        raise InputError(f"{source} is {size} bytes; the limit is {MAX_INPUT_BYTES} (256 KiB)")
-    return value
-
-
-def parse_input(text: str, source: str) -> dict[str, Any]:
-    size = len(text.encode())
-    if size > MAX_INPUT_BYTES:
-        raise InputError(f"{source} is {size} bytes; the limit is {MAX_INPUT_BYTES} (256 KiB)")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{source} is not valid JSON ({error.msg} at position {error.pos})") from None
-    return check_input(value, source)
 
 
 def json_safe(value: Any) -> Any:

@@ -21,19 +21,18 @@ configuration (a missing variable), 143 stopped by SIGTERM.
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from services.core.errors import ConfigError
-from services.core.settings import normalize_database_url
+from services.core.inputs import InputError, check_input, parse_input
+from services.core.settings import RunnerSettings
 from services.runtime.definition import DefinitionError, StepSpec, WorkflowSpec, parse_definition
 from services.runtime.interrupts import StopRequest, stop_on_signals
-from services.runtime.limits import InputError, bound_output, check_input, json_safe, one_line, parse_input
+from services.runtime.limits import bound_output, json_safe, one_line
 from services.runtime.redaction import Redactor, redacting_logs
 from services.runtime.steps.base import Step, StepCancelled, StepContext, StepError
 from services.runtime.steps.registry import StepRegistry, UnknownStepType
@@ -47,43 +46,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_SIGTERM = 143
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """The Job's environment (docs/architecture.md)."""
-
-    workflow_id: str
-    execution_id: uuid.UUID
-    database_url: str
-    workflow_input: str | None
-    encryption_keys: str | None
-    deny_private_networks: bool
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RunnerConfig:
-        env = os.environ if env is None else env
-        execution_id = (env.get("EXECUTION_ID") or "").strip()
-        workflow_id = (env.get("WORKFLOW_ID") or "").strip()
-        database_url = env.get("DATABASE_URL") or ""
-        if not execution_id:
-            raise ConfigError("EXECUTION_ID is not set (the execution record to run)")
-        if not workflow_id:
-            raise ConfigError("WORKFLOW_ID is not set (the workflow of the execution)")
-        if not database_url:
-            raise ConfigError("DATABASE_URL is not set (a postgresql:// URL)")
-        try:
-            parsed_id = uuid.UUID(execution_id)
-        except ValueError:
-            raise ConfigError(f"EXECUTION_ID is not a UUID: {execution_id[:80]!r}") from None
-        return cls(
-            workflow_id=workflow_id.lower(),
-            execution_id=parsed_id,
-            database_url=normalize_database_url(database_url),
-            workflow_input=env.get("WORKFLOW_INPUT"),
-            encryption_keys=env.get("INTEGRATION_ENCRYPTION_KEY"),
-            deny_private_networks=env.get("RUNNER_DENY_PRIVATE_NETWORKS", "").strip().lower() in ("1", "true", "yes"),
-        )
 
 
 class PreparationError(Exception):
@@ -112,7 +74,7 @@ class Verdict:
 
 @dataclass
 class Run:
-    config: RunnerConfig
+    config: RunnerSettings
     store: RunStore
     stop: StopRequest
     registry: StepRegistry = field(default_factory=StepRegistry)
@@ -165,7 +127,7 @@ class Run:
             else:
                 payload = check_input(record.input if record.input is not None else {}, "input")
         except InputError as error:
-            raise PreparationError(str(error)) from None
+            raise PreparationError(f"{error.field} {error.message}") from None
         steps: dict[str, Step] = {}
         for spec in workflow.steps:
             try:
@@ -335,7 +297,7 @@ def execute(env: Mapping[str, str] | None = None, registry: StepRegistry | None 
 
     Raises ConfigError for a missing or malformed variable (nothing can be recorded then).
     """
-    config = RunnerConfig.from_env(env)
+    config = RunnerSettings.from_env(env)
     with stop_on_signals(StopRequest()) as stop, RunStore.connect(config.database_url) as store:
         return Run(config, store, stop, registry or StepRegistry()).execute()
 

@@ -19,21 +19,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-# Status values of services.core.db.models (the database's CHECK constraints enforce them).
-CLAIMABLE = ("pending", "starting")
-RUNNING = "running"
+from services.contract import CLAIMABLE_STATUSES, ExecutionStatus, StepStatus
+from services.core.settings import libpq_url
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def libpq_url(url: str) -> str:
-    """psycopg takes a plain `postgresql://` URL; SQLAlchemy's `+psycopg` marker is dropped."""
-    for prefix in ("postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,7 @@ class RunStore:
         row = self._conn.execute(
             "UPDATE executions SET status = %s, started_at = %s, updated_at = %s "
             "WHERE id = %s AND status = ANY(%s) RETURNING id",
-            (RUNNING, now, now, execution_id, list(CLAIMABLE)),
+            (ExecutionStatus.RUNNING.value, now, now, execution_id, list(CLAIMABLE_STATUSES)),
         ).fetchone()
         return row is not None
 
@@ -98,7 +89,7 @@ class RunStore:
         row = self._conn.execute(
             "INSERT INTO step_runs (execution_id, step_id, position, type, status, started_at) "
             "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (execution_id, step_id, position, step_type, RUNNING, now_utc()),
+            (execution_id, step_id, position, step_type, StepStatus.RUNNING.value, now_utc()),
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -123,12 +114,11 @@ class RunStore:
 
     def finish(self, execution_id: uuid.UUID, status: str, error: str | None = None, output: Any = None) -> bool:
         """End the execution through the shared state machine (which also schedules retries)."""
-        from services.core.db.models import ExecutionStatus
         from services.core.db.session import session_scope
         from services.core.executions import finish_execution
 
         with session_scope(self._database_url) as session:
             return finish_execution(
                 session, execution_id, ExecutionStatus(status), error=error, output=output,
-                from_statuses=(RUNNING,),
+                from_statuses=(ExecutionStatus.RUNNING.value,),
             )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import TERMINAL_STATUSES, Execution
 from services.core.queue import Queue, ReceivedMessage
+from services.core.settings import SpawnerSettings
 from services.spawner.dead_letters import dead_letter
 from services.spawner.health import Heartbeat
 from services.spawner.jobs import job_name
@@ -40,18 +41,35 @@ MAX_VISIBILITY_SECONDS = 43_200
 
 @dataclass(frozen=True)
 class SpawnerOptions:
-    concurrency: int = 8
-    wait_seconds: int = 20
-    drain: bool = False
+    """What the loop runs with: the spawner's settings (services.core.settings, where their
+    defaults live) and the queue's own settings, read from its attributes by `queue_settings`."""
+
+    concurrency: int
+    wait_seconds: int
+    drain: bool
     #: After a stop request: how long to let messages in hand finish.
-    grace_seconds: float = 25.0
-    reconcile_seconds: float = 30.0
+    grace_seconds: float
+    reconcile_seconds: float
     #: Back-off before a failed message is retried: base * 2 ** (receive count - 1).
-    retry_backoff_seconds: int = 5
+    retry_backoff_seconds: int
+    visibility_timeout: int
+    max_receive_count: int | None
     housekeeping_seconds: float = 0.2
-    #: The queue's settings (read from its attributes by `queue_settings`).
-    visibility_timeout: int = 120
-    max_receive_count: int | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: SpawnerSettings, visibility_timeout: int, max_receive_count: int | None
+    ) -> SpawnerOptions:
+        return cls(
+            concurrency=settings.concurrency,
+            wait_seconds=settings.wait_seconds,
+            drain=settings.drain,
+            grace_seconds=settings.grace_seconds,
+            reconcile_seconds=settings.reconcile_seconds,
+            retry_backoff_seconds=settings.retry_backoff_seconds,
+            visibility_timeout=visibility_timeout,
+            max_receive_count=max_receive_count,
+        )
 
 
 def queue_settings(queue: Queue) -> tuple[int, int | None]:

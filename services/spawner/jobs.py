@@ -32,25 +32,30 @@ from kubernetes.client import (
     V1VolumeMount,
 )
 
-from services.spawner.runner_template import SECRET_ENV_NAMES, RunnerTemplate, TemplateError
-
-JOB_NAME_PREFIX = "workflow-exec-"
-MAX_NAME_LENGTH = 63
-RUNNER_APP = "workflow-runner"
-APP_LABEL = "app"
-WORKFLOW_ID_LABEL = "workflow-id"
-EXECUTION_ID_LABEL = "execution-id"
-TTL_SECONDS_AFTER_FINISHED = 3600
-BACKOFF_LIMIT = 0
-DEFAULT_TIMEOUT_SECONDS = 300
-#: Larger inputs are not passed in the environment; the runner reads the stored input instead
-#: (a Pod's whole spec must stay well under etcd's object size limit).
-MAX_INLINE_INPUT_BYTES = 32 * 1024
-DEFAULT_REQUESTS = {"memory": "128Mi", "cpu": "100m"}
-DEFAULT_LIMITS = {"memory": "512Mi", "cpu": "500m"}
-TMP_VOLUME = "tmp"
-TMP_PATH = "/tmp"
-PER_RUN_ENV_NAMES = ("WORKFLOW_ID", "EXECUTION_ID", "WORKFLOW_INPUT")
+from services.contract import (
+    APP_LABEL,
+    BACKOFF_LIMIT,
+    DEFAULT_LIMITS,
+    DEFAULT_REQUESTS,
+    DEFAULT_TIMEOUT_SECONDS,
+    EXECUTION_ID_ENV,
+    EXECUTION_ID_LABEL,
+    JOB_NAME_PREFIX,
+    MAX_INLINE_INPUT_BYTES,
+    MAX_NAME_LENGTH,
+    PER_RUN_ENV_NAMES,
+    RESTART_POLICY,
+    RUNNER_APP,
+    SECRET_ENV_NAMES,
+    TMP_PATH,
+    TMP_SIZE_LIMIT,
+    TMP_VOLUME,
+    TTL_SECONDS_AFTER_FINISHED,
+    WORKFLOW_ID_ENV,
+    WORKFLOW_ID_LABEL,
+    WORKFLOW_INPUT_ENV,
+)
+from services.spawner.runner_template import RunnerTemplate, TemplateError
 
 
 class ExecutionRef(Protocol):
@@ -150,7 +155,7 @@ def _env(current: list[V1EnvVar] | None, per_run: list[V1EnvVar]) -> list[V1EnvV
 def _with_tmp_volume(volumes: list[V1Volume] | None) -> list[V1Volume]:
     result = [volume.model_copy(deep=True) for volume in volumes or []]
     if not any(volume.name == TMP_VOLUME for volume in result):
-        result.append(V1Volume(name=TMP_VOLUME, empty_dir=V1EmptyDirVolumeSource()))
+        result.append(V1Volume(name=TMP_VOLUME, empty_dir=V1EmptyDirVolumeSource(size_limit=TMP_SIZE_LIMIT)))
     return result
 
 
@@ -175,19 +180,19 @@ def build_job(template: RunnerTemplate, execution: ExecutionRef, workflow: Workf
     name = job_name(execution.id)
     labels = runner_labels(workflow.id, execution.id)
     per_run_env = [
-        V1EnvVar(name="WORKFLOW_ID", value=str(workflow.id)),
-        V1EnvVar(name="EXECUTION_ID", value=str(execution.id)),
+        V1EnvVar(name=WORKFLOW_ID_ENV, value=str(workflow.id)),
+        V1EnvVar(name=EXECUTION_ID_ENV, value=str(execution.id)),
     ]
     payload = inline_input(execution.input)
     if payload is not None:
-        per_run_env.append(V1EnvVar(name="WORKFLOW_INPUT", value=payload))
+        per_run_env.append(V1EnvVar(name=WORKFLOW_INPUT_ENV, value=payload))
 
     source = template.pod
     spec: V1PodSpec = source.spec.model_copy(deep=True) if source.spec else V1PodSpec(containers=[])
     spec.containers = [
         _runner_container(c, per_run_env) if c.name == template.container_name else c for c in spec.containers
     ]
-    spec.restart_policy = "Never"
+    spec.restart_policy = RESTART_POLICY
     spec.automount_service_account_token = False
     spec.security_context = _pod_security(spec.security_context)
     spec.volumes = _with_tmp_volume(spec.volumes)

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from services.contract import EXECUTION_ID_LABEL
 from services.core.db.models import ExecutionStatus
-from services.spawner.jobs import EXECUTION_ID_LABEL, execution_id_of
+from services.spawner.jobs import execution_id_of
 
 #: Container waiting reasons meaning the pod will not start by itself.
 NEVER_STARTING_REASONS = frozenset(

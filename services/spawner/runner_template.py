@@ -15,14 +15,13 @@ from typing import Any
 import yaml
 from kubernetes.client import V1PodTemplate, V1PodTemplateSpec
 
+from services.contract import RUNNER_CONTAINER, RUNNER_TEMPLATE, SECRET_ENV_NAMES
 from services.core.errors import ConfigError
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).with_name("runner-template.yaml")
-DEFAULT_TEMPLATE_NAME = "workflow-runner"
+DEFAULT_TEMPLATE_NAME = RUNNER_TEMPLATE
 DEFAULT_NAMESPACE = "default"
-CONTAINER_NAME = "runner"
-#: Variables whose values are secret: the template may only reference them (docs/architecture.md).
-SECRET_ENV_NAMES = ("DATABASE_URL", "INTEGRATION_ENCRYPTION_KEY")
+CONTAINER_NAME = RUNNER_CONTAINER
 
 
 class TemplateError(ConfigError):

@@ -7,17 +7,19 @@ from sqlalchemy import text
 
 from services.core.db.session import STATEMENT_TIMEOUT_SECONDS, engine_for
 from services.core.errors import ConfigError
-from services.core.settings import normalize_database_url
+from services.core.settings import Settings, libpq_url, sqlalchemy_url
 
 
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"])
-def test_plain_postgresql_urls_select_psycopg(url: str) -> None:
-    assert normalize_database_url(url) == "postgresql+psycopg://u@h/db"
+def test_plain_postgresql_urls_are_kept_raw_and_adapted_per_driver(url: str) -> None:
+    assert Settings.from_env({"DATABASE_URL": url}).require_database_url() == url
+    assert sqlalchemy_url(url) == "postgresql+psycopg://u@h/db"
+    assert libpq_url(url) == "postgresql://u@h/db"
 
 
 def test_other_schemes_are_a_configuration_error() -> None:
     with pytest.raises(ConfigError):
-        normalize_database_url("mysql://u@h/db")
+        Settings.from_env({"DATABASE_URL": "mysql://u@h/db"}).require_database_url()
 
 
 def test_service_connections_carry_a_statement_timeout(db: str) -> None:

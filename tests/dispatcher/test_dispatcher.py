@@ -322,6 +322,16 @@ def test_summary_is_a_json_event_in_the_cluster(db, queues, wfctl, monkeypatch) 
     make_schedule(db, utc(2026, 11, 28, 8, 50), cron="0 9 * * *")
     result = wfctl("dispatch", "--now", "2026-11-28T09:00:04Z")
     assert result.code == 0, result.err
-    [line] = result.out.strip().splitlines()
-    event = json.loads(line)
+    events = [json.loads(line) for line in result.err.strip().splitlines()]
+    [event] = [e for e in events if "schedules_claimed" in e]
     assert (event["service"], event["schedules_claimed"], event["messages_sent"]) == ("dispatcher", 1, 1)
+    assert event["message"].startswith("dispatch: 1 schedules claimed")
+
+
+def test_summary_as_json_for_programs(db, queues, wfctl) -> None:
+    """`wfctl local up` reads a tick's outcome from `--output json`, not from its log line."""
+    make_schedule(db, utc(2026, 11, 28, 8, 50), cron="0 9 * * *")
+    result = wfctl("dispatch", "--now", "2026-11-28T09:00:04Z", "--output", "json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert (summary["schedules_claimed"], summary["messages_sent"], summary["fire_times_dropped"]) == (1, 1, 0)

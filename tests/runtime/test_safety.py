@@ -7,15 +7,9 @@ import logging
 
 import pytest
 
-from services.runtime.limits import (
-    MAX_INPUT_BYTES,
-    MAX_OUTPUT_BYTES,
-    InputError,
-    bound_output,
-    check_input,
-    json_safe,
-    parse_input,
-)
+from services.contract import MAX_INPUT_BYTES, MAX_OUTPUT_BYTES
+from services.core.inputs import InputError, check_input, parse_input
+from services.runtime.limits import bound_output, json_safe
 from services.runtime.netguard import NetworkPolicyError, check_url
 from services.runtime.redaction import REDACTED, Redactor, redacting_logs
 from services.runtime.steps.registry import StepRegistry, UnknownStepType
@@ -119,12 +113,19 @@ def test_json_safe_drops_nul_and_non_json() -> None:
 
 def test_input_bounds() -> None:
     assert parse_input('{"a": 1}', "WORKFLOW_INPUT") == {"a": 1}
-    with pytest.raises(InputError, match="WORKFLOW_INPUT is .* bytes; the limit is 262144"):
+    with pytest.raises(InputError, match="WORKFLOW_INPUT: is .* bytes; the limit is 262144"):
         parse_input(json.dumps({"a": "x" * MAX_INPUT_BYTES}), "WORKFLOW_INPUT")
     with pytest.raises(InputError, match="not valid JSON"):
         parse_input("{nope", "WORKFLOW_INPUT")
     with pytest.raises(InputError, match="must be a JSON object"):
         check_input([1], "input")
+
+
+def test_input_size_is_measured_in_utf8_not_in_ascii_escapes() -> None:
+    """100 KB of non-ASCII text is 100 KB of input, wherever it is checked (CLI or runner)."""
+    text = "é" * 50_000  # 100,000 bytes in UTF-8; 300,000 as \u00e9 escapes
+    assert check_input({"t": text}) == {"t": text}
+    assert parse_input(json.dumps({"t": text}, ensure_ascii=False)) == {"t": text}
 
 
 class _Plugin:

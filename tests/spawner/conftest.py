@@ -25,9 +25,9 @@ from kubernetes.client import ApiClient, Configuration
 from services.core.db.models import Execution, Schedule, Workflow
 from services.core.db.session import session_factory
 from services.core.messages import RunMessage, schedule_dedup_key
-from services.core.settings import Settings
+from services.core.settings import Settings, SpawnerSettings
 from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH
-from services.spawner.service import SpawnConfig, SpawnerParts, build_spawner
+from services.spawner.service import SpawnerParts, build_spawner
 
 NAMESPACE = "runs"
 JOBS = kmock.resource("batch", "v1", "jobs")
@@ -275,9 +275,13 @@ def start_spawner(db: str, queues: Any, emulator: Emulator) -> Iterator[Callable
             "concurrency": 4,
         }
         options.update(overrides)
-        if options["launcher"] == "kubernetes" and "kube_api_client" not in options:
-            options["kube_api_client"] = emulator.api_client()
-        parts = build_spawner(SpawnConfig(**options), Settings.from_env())
+        client = options.pop("kube_api_client", None)
+        if options["launcher"] == "kubernetes" and client is None:
+            client = emulator.api_client()
+        checkpoint = options.pop("checkpoint", None)
+        parts = build_spawner(
+            SpawnerSettings(**options), Settings.from_env(), kube_api_client=client, checkpoint=checkpoint
+        )
         result: dict[str, Any] = {}
 
         def run() -> None:

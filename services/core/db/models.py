@@ -30,6 +30,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from services.contract import (  # noqa: F401  (re-exported: the tables' vocabulary)
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Catchup,
+    ExecutionStatus,
+    Overlap,
+    StepStatus,
+    Trigger,
+)
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -37,59 +47,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-class Trigger(StrEnum):
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    RETRY = "retry"
-    BACKFILL = "backfill"
-
-
-class ExecutionStatus(StrEnum):
-    PENDING = "pending"
-    STARTING = "starting"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-
-
-TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {
-        ExecutionStatus.SUCCEEDED,
-        ExecutionStatus.FAILED,
-        ExecutionStatus.TIMED_OUT,
-        ExecutionStatus.CANCELLED,
-        ExecutionStatus.SKIPPED,
-    }
-)
-ACTIVE_STATUSES: frozenset[str] = frozenset(
-    {ExecutionStatus.PENDING, ExecutionStatus.STARTING, ExecutionStatus.RUNNING}
-)
-
-
-class StepStatus(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-
-
-class Catchup(StrEnum):
-    LATEST = "latest"
-    ALL = "all"
-    NONE = "none"
-
-
-class Overlap(StrEnum):
-    ALLOW = "allow"
-    SKIP = "skip"
-    REPLACE = "replace"
 
 
 def _in(column: str, values: type[StrEnum]) -> str:

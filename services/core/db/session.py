@@ -9,7 +9,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.settings import normalize_database_url
+from services.core.settings import sqlalchemy_url
 
 CONNECT_TIMEOUT_SECONDS = 10
 STATEMENT_TIMEOUT_SECONDS = 60
@@ -25,7 +25,7 @@ def engine_for(database_url: str) -> Engine:
     healthy. (Migrations use their own connection, without the statement timeout.)
     """
     return create_engine(
-        normalize_database_url(database_url),
+        sqlalchemy_url(database_url),
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client import ApiException, BatchV1Api, CoreV1Api, V1Job
 
-from services.spawner.jobs import APP_LABEL, EXECUTION_ID_LABEL, RUNNER_APP
+from services.contract import APP_LABEL, EXECUTION_ID_LABEL, RUNNER_APP
 from services.spawner.launchers.base import LaunchError
 from services.spawner.outcomes import JobOutcome, classify_job
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from kubernetes.client import V1Job
 
+from services.contract import RUNNER_CONTAINER, SECRET_ENV_NAMES
 from services.spawner.jobs import execution_id_of
 from services.spawner.outcomes import JobOutcome, JobState
-from services.spawner.runner_template import CONTAINER_NAME, SECRET_ENV_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def job_environment(job: V1Job, spawner_env: Mapping[str, str]) -> dict[str, str
     env = {key: spawner_env[key] for key in INHERITED_ENV if key in spawner_env}
     spec = job.spec.template.spec if job.spec and job.spec.template else None
     containers = list(spec.containers or []) if spec else []
-    runner = next((c for c in containers if c.name == CONTAINER_NAME), containers[0] if containers else None)
+    runner = next((c for c in containers if c.name == RUNNER_CONTAINER), containers[0] if containers else None)
     if runner is not None:
         for var in runner.env or []:
             if var.value is not None:
