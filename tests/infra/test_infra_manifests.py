@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import copy
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 from infra_harness import REPO_ROOT, ProgramRun
+
+from services.spawner.jobs import build_job, job_manifest
+from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH, template_from_manifest
 
 KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 
@@ -73,41 +77,53 @@ def test_ci_stack_with_prebuilt_images_validates(prebuilt_run: ProgramRun, versi
         validate(obj.manifest(), version)
 
 
-def job_from_template(template: dict[str, Any], timeout_seconds: int = 300) -> dict[str, Any]:
-    """What the spawner creates for one execution (docs/architecture.md), from the runner template."""
-    execution_id = str(uuid.uuid4())
-    workflow_id = str(uuid.uuid4())
-    pod_template = copy.deepcopy(template["template"])
-    run_labels = {"workflow-id": workflow_id, "execution-id": execution_id}
-    pod_template["metadata"]["labels"].update(run_labels)
-    pod_template["spec"]["containers"][0]["env"] += [
-        {"name": "WORKFLOW_ID", "value": workflow_id},
-        {"name": "EXECUTION_ID", "value": execution_id},
-        {"name": "WORKFLOW_INPUT", "value": "{}"},
-    ]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": f"workflow-exec-{execution_id}",
-            "namespace": template["metadata"]["namespace"],
-            "labels": {"app": "workflow-runner", **run_labels},
-        },
-        "spec": {
-            "ttlSecondsAfterFinished": 3600,
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": timeout_seconds,
-            "template": pod_template,
-        },
-    }
+@dataclass(frozen=True)
+class _Execution:
+    id: uuid.UUID
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Workflow:
+    id: uuid.UUID
+    timeout_seconds: int
+
+
+def spawned_job(template_manifest: dict[str, Any], timeout_seconds: int = 300) -> dict[str, Any]:
+    """The Job the spawner creates for one execution from the PodTemplate this program deploys:
+    its real template reader and Job builder, not a copy of their rules."""
+    template = template_from_manifest(copy.deepcopy(template_manifest))
+    job = build_job(template, _Execution(uuid.uuid4(), {"region": "eu"}), _Workflow(uuid.uuid4(), timeout_seconds))
+    return job_manifest(job)
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_a_job_built_from_the_template_is_valid(any_run: ProgramRun, version: str) -> None:
     template = any_run.one("kubernetes:core/v1:PodTemplate").manifest()
-    job = job_from_template(template)
+    job = spawned_job(template, timeout_seconds=120)
     assert len(job["metadata"]["name"]) <= 63  # a label value and DNS name limit
+    assert job["metadata"]["namespace"] == any_run.exports["namespace"]
+    assert job["spec"]["activeDeadlineSeconds"] == 120
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == any_run.exports["runnerImage"]
     validate(job, version)
+
+
+def _pod_contract(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the runner's pod must be, whoever deploys the template: everything but the image,
+    the namespace and the bookkeeping labels Pulumi adds."""
+    spec = copy.deepcopy(manifest["template"]["spec"])
+    for container in spec["containers"]:
+        container.pop("image")
+    return {"name": manifest["metadata"]["name"], "app": manifest["metadata"]["labels"]["app"], "spec": spec}
+
+
+def test_the_shipped_runner_template_is_the_one_this_program_deploys(any_run: ProgramRun) -> None:
+    """services/spawner/runner-template.yaml (local runs, tests, `--runner-template`) must not
+    drift from the PodTemplate `pulumi up` creates in the cluster."""
+    deployed = any_run.one("kubernetes:core/v1:PodTemplate").manifest()
+    shipped = yaml.safe_load(DEFAULT_TEMPLATE_PATH.read_text())
+    assert _pod_contract(shipped) == _pod_contract(deployed)
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
