@@ -27,6 +27,15 @@ class Plan:
     resume_from: datetime | None
 
 
+def window_start(now: datetime, window_seconds: int) -> datetime:
+    """The oldest fire time that may still run at `now`.
+
+    The window bounds missed times only: an on-time fire time (seen within a minute) is never
+    older than the window, whatever `catchup_window_seconds` says.
+    """
+    return min(now - timedelta(seconds=window_seconds), now - MISSED_AFTER)
+
+
 def plan_fire_times(
     due: Sequence[datetime],
     now: datetime,
@@ -42,10 +51,9 @@ def plan_fire_times(
       drops them.
     """
     policy = Catchup(catchup)
-    # The window bounds missed times only: an on-time fire time is never older than a minute.
-    window_start = min(now - timedelta(seconds=window_seconds), now - MISSED_AFTER)
-    expired = tuple(t for t in due if t < window_start)
-    eligible = [t for t in due if t >= window_start]
+    oldest = window_start(now, window_seconds)
+    expired = tuple(t for t in due if t < oldest)
+    eligible = [t for t in due if t >= oldest]
     missed = [t for t in eligible if now - t > MISSED_AFTER]
     on_time = [t for t in eligible if now - t <= MISSED_AFTER]
     if policy == Catchup.ALL:

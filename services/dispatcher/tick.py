@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +22,7 @@ from services.core import cron
 from services.core.db.models import Execution, Schedule, Trigger
 from services.core.messages import RunMessage, retry_dedup_key, schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
-from services.dispatcher.planning import MISSED_AFTER, jitter_delay, plan_fire_times
+from services.dispatcher.planning import jitter_delay, plan_fire_times, window_start
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ def _process_schedule_batch(
     for schedule in schedules:
         assert schedule.next_run_at is not None
         # Times older than the window are never run, so never computed either.
-        window_start = min(now - timedelta(seconds=schedule.catchup_window_seconds), now - MISSED_AFTER)
-        start = max(schedule.next_run_at, floor_to_minute(window_start))
+        start = max(schedule.next_run_at, floor_to_minute(window_start(now, schedule.catchup_window_seconds)))
         due = cron.fire_times(schedule.cron, schedule.timezone, start, now)
         plan = plan_fire_times(due, now, schedule.catchup, schedule.catchup_window_seconds)
         summary.fire_times_dropped += len(plan.dropped)

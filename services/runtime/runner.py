@@ -30,8 +30,9 @@ from typing import Any
 from services.core.errors import ConfigError
 from services.core.inputs import InputError, check_input, parse_input
 from services.core.settings import RunnerSettings
+from services.core.signals import stop_on_signals
 from services.runtime.definition import DefinitionError, StepSpec, WorkflowSpec, parse_definition
-from services.runtime.interrupts import StopRequest, stop_on_signals
+from services.runtime.interrupts import StopRequest
 from services.runtime.limits import bound_output, json_safe, one_line
 from services.runtime.redaction import Redactor, redacting_logs
 from services.runtime.steps.base import Step, StepCancelled, StepContext, StepError
@@ -298,7 +299,8 @@ def execute(env: Mapping[str, str] | None = None, registry: StepRegistry | None 
     Raises ConfigError for a missing or malformed variable (nothing can be recorded then).
     """
     config = RunnerSettings.from_env(env)
-    with stop_on_signals(StopRequest()) as stop, RunStore.connect(config.database_url) as store:
+    stop = StopRequest()
+    with stop_on_signals(stop.request), RunStore.connect(config.database_url) as store:
         return Run(config, store, stop, registry or StepRegistry()).execute()
 
 

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from sqlalchemy import text
@@ -24,6 +20,7 @@ from sqlalchemy import text
 from services.core.db.session import session_factory
 from services.core.queue import Queue, sqs_client
 from services.core.settings import Settings, SpawnerSettings
+from services.core.signals import stop_on_signals
 from services.spawner.consume import Spawner, SpawnerOptions, queue_settings
 from services.spawner.health import HealthServer, Heartbeat
 from services.spawner.launchers.base import Launcher
@@ -144,25 +141,16 @@ def build_spawner(
     return SpawnerParts(spawner, launcher, metrics, heartbeat, health)
 
 
-@contextmanager
-def stop_on_signals(spawner: Spawner) -> Iterator[None]:
+def on_stop_signal(spawner: Spawner) -> Callable[[str], None]:
     """First SIGTERM/SIGINT: stop gracefully. Second: exit at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def handle(signum: int, frame: FrameType | None) -> None:
+    def handle(signal_name: str) -> None:
         if spawner.stopping:
-            print("second signal: exiting now", file=sys.stderr, flush=True)
+            print(f"second {signal_name}: exiting now", file=sys.stderr, flush=True)
             os._exit(FORCED_EXIT_STATUS)
         spawner.request_stop()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return handle
 
 
 def run_spawner(config: SpawnerSettings, settings: Settings) -> int:
@@ -170,7 +158,7 @@ def run_spawner(config: SpawnerSettings, settings: Settings) -> int:
     if parts.health is not None:
         log.info("health endpoints listening", extra={"port": parts.health.port})
     try:
-        with stop_on_signals(parts.spawner):
+        with stop_on_signals(on_stop_signal(parts.spawner)):
             status = parts.spawner.run()
     finally:
         parts.close()
