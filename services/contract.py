@@ -123,6 +123,13 @@ DATABASE_URL_ENV = "DATABASE_URL"
 INTEGRATION_ENCRYPTION_KEY_ENV = "INTEGRATION_ENCRYPTION_KEY"
 SECRET_ENV_NAMES = (DATABASE_URL_ENV, INTEGRATION_ENCRYPTION_KEY_ENV)
 
+#: How each process names its database connections (`application_name` in pg_stat_activity);
+#: a runner adds its execution id.
+CLI_APPLICATION_NAME = "wfctl"
+DISPATCHER_APPLICATION_NAME = "wfr-dispatcher"
+SPAWNER_APPLICATION_NAME = "wfr-spawner"
+RUNNER_APPLICATION_NAME = "wfr-runner"
+
 # ---------------------------------------------------------------------------------------------
 # Fixed names of the platform's Kubernetes objects. Deliberately not auto-named: other parts
 # refer to them by name (the spawner reads the runner template by name, the Role is scoped to

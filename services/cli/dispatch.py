@@ -10,6 +10,7 @@ import typer
 
 from services.cli.context import settings, work_queue
 from services.cli.render import OutputFormat
+from services.contract import DISPATCHER_APPLICATION_NAME
 from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.logs import configure_logging
@@ -42,7 +43,8 @@ def dispatch(
             raise UserError("now", f"{now!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
     environment = settings()
     configure_logging("dispatcher", environment)
-    summary = tick(session_factory(environment.require_database_url()), work_queue(), now=current)
+    sessions = session_factory(environment.require_database_url(), DISPATCHER_APPLICATION_NAME)
+    summary = tick(sessions, work_queue(), now=current)
     if output == OutputFormat.JSON:
         typer.echo(json.dumps(asdict(summary)))
     elif environment.json_logs:

@@ -300,7 +300,7 @@ def execute(env: Mapping[str, str] | None = None, registry: StepRegistry | None 
     """
     config = RunnerSettings.from_env(env)
     stop = StopRequest()
-    with stop_on_signals(stop.request), RunStore.connect(config.database_url) as store:
+    with stop_on_signals(stop.request), RunStore.connect(config.database_url, config.execution_id) as store:
         return Run(config, store, stop, registry or StepRegistry()).execute()
 
 

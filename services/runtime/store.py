@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from services.contract import CLAIMABLE_STATUSES, ExecutionStatus, StepStatus
+from services.contract import CLAIMABLE_STATUSES, RUNNER_APPLICATION_NAME, ExecutionStatus, StepStatus
 from services.core.settings import libpq_url
 
 
@@ -45,15 +45,20 @@ def _json(value: Any) -> Jsonb | None:
 
 
 class RunStore:
-    def __init__(self, connection: psycopg.Connection[Any], database_url: str) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], database_url: str, application_name: str) -> None:
         self._conn = connection
         self._database_url = database_url
+        self._application_name = application_name
 
     @classmethod
     @contextmanager
-    def connect(cls, database_url: str) -> Iterator[RunStore]:
-        with psycopg.connect(libpq_url(database_url), autocommit=True, connect_timeout=10) as conn:
-            yield cls(conn, database_url)
+    def connect(cls, database_url: str, execution_id: uuid.UUID) -> Iterator[RunStore]:
+        """One connection for the run, named `wfr-runner <execution-id>` in pg_stat_activity."""
+        application_name = f"{RUNNER_APPLICATION_NAME} {execution_id}"
+        with psycopg.connect(
+            libpq_url(database_url), autocommit=True, connect_timeout=10, application_name=application_name
+        ) as conn:
+            yield cls(conn, database_url, application_name)
 
     def claim(self, execution_id: uuid.UUID) -> bool:
         """pending/starting → running, atomically; False when someone else got there first."""
@@ -117,7 +122,7 @@ class RunStore:
         from services.core.db.session import session_scope
         from services.core.executions import finish_execution
 
-        with session_scope(self._database_url) as session:
+        with session_scope(self._database_url, self._application_name) as session:
             return finish_execution(
                 session, execution_id, ExecutionStatus(status), error=error, output=output,
                 from_statuses=(ExecutionStatus.RUNNING.value,),

@@ -1,7 +1,9 @@
 """`/healthz`, `/readyz` and `/metrics` over plain HTTP, served from a daemon thread.
 
-Liveness means the consume loop still turns (a wedged loop gets the pod restarted); readiness
-means SQS and Postgres answer (a spawner that cannot reach them should not count as available).
+Liveness means the consume loop still turns and the spawner's database connections still answer
+(a wedged loop or a wedged connection pool gets the pod restarted: the spawner keeps no state of
+its own, so a restart loses nothing); readiness means SQS and Postgres answer (a spawner that
+cannot reach them should not count as available).
 """
 
 from __future__ import annotations
@@ -34,19 +36,27 @@ class Heartbeat:
         return self.age() <= self.max_age_seconds
 
 
-ReadinessCheck = Callable[[], str | None]  # None when ready, else a one-line reason
+Check = Callable[[], str | None]  # None when fine, else a one-line reason
+
+
+def _run_check(check: Check) -> str | None:
+    try:
+        return check()
+    except Exception as error:  # a check that blows up means not healthy
+        return f"{type(error).__name__}: {error}"
 
 
 class HealthServer:
     def __init__(
         self,
         heartbeat: Heartbeat,
-        readiness: ReadinessCheck,
+        readiness: Check,
         metrics: SpawnerMetrics,
         host: str = "0.0.0.0",
         port: int = 8080,
+        liveness: Check = lambda: None,
     ) -> None:
-        handler = _handler_class(heartbeat, readiness, metrics)
+        handler = _handler_class(heartbeat, readiness, liveness, metrics)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
@@ -66,21 +76,20 @@ class HealthServer:
 
 
 def _handler_class(
-    heartbeat: Heartbeat, readiness: ReadinessCheck, metrics: SpawnerMetrics
+    heartbeat: Heartbeat, readiness: Check, liveness: Check, metrics: SpawnerMetrics
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                if heartbeat.alive():
-                    self._send(200, b"ok\n")
-                else:
+                if not heartbeat.alive():
                     self._send(503, f"loop stalled for {heartbeat.age():.0f}s\n".encode())
+                elif (problem := _run_check(liveness)) is not None:
+                    self._send(503, f"{problem}\n".encode())
+                else:
+                    self._send(200, b"ok\n")
             elif path == "/readyz":
-                try:
-                    problem = readiness()
-                except Exception as error:  # a check that blows up means not ready
-                    problem = f"{type(error).__name__}: {error}"
+                problem = _run_check(readiness)
                 self._send(200, b"ready\n") if problem is None else self._send(503, f"{problem}\n".encode())
             elif path == "/metrics":
                 body, content_type = metrics.render()

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from services.contract import SPAWNER_APPLICATION_NAME
 from services.core.db.session import session_factory
 from services.core.queue import Queue, sqs_client
 from services.core.settings import Settings, SpawnerSettings
@@ -72,18 +73,30 @@ def make_launcher(config: SpawnerSettings, kube_api_client: Any = None) -> tuple
     return KubernetesLauncher(client, namespace, start_timeout=start_timeout), template
 
 
-def readiness_check(queue: Queue, database_url: str) -> Any:
+def database_check(database_url: str) -> Callable[[], str | None]:
+    """A round trip through the spawner's own connection pool: a pool whose connections are all
+    wedged fails it as surely as an unreachable server."""
+
+    def check() -> str | None:
+        try:
+            with session_factory(database_url, SPAWNER_APPLICATION_NAME)() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as error:
+            return f"Postgres unreachable: {type(error).__name__}"
+        return None
+
+    return check
+
+
+def readiness_check(queue: Queue, database_url: str) -> Callable[[], str | None]:
+    database = database_check(database_url)
+
     def check() -> str | None:
         try:
             queue.attributes()
         except Exception as error:
             return f"SQS unreachable: {type(error).__name__}"
-        try:
-            with session_factory(database_url)() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as error:
-            return f"Postgres unreachable: {type(error).__name__}"
-        return None
+        return database()
 
     return check
 
@@ -119,7 +132,7 @@ def build_spawner(
     visibility, max_receives = queue_settings(queue)
     launcher, template = make_launcher(config, kube_api_client)
     metrics = SpawnerMetrics()
-    sessions = session_factory(database_url)
+    sessions = session_factory(database_url, SPAWNER_APPLICATION_NAME)
     handler = MessageHandler(sessions, launcher, template, metrics, max_receives, checkpoint)
     reconciler = Reconciler(
         sessions,
@@ -135,7 +148,12 @@ def build_spawner(
     health = None
     if config.health_port is not None:
         health = HealthServer(
-            heartbeat, readiness_check(queue, database_url), metrics, config.health_host, config.health_port
+            heartbeat,
+            readiness_check(queue, database_url),
+            metrics,
+            config.health_host,
+            config.health_port,
+            liveness=database_check(database_url),
         )
         health.start()
     return SpawnerParts(spawner, launcher, metrics, heartbeat, health)

@@ -28,3 +28,19 @@ def test_service_connections_carry_a_statement_timeout(db: str) -> None:
             text("SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'")
         ).scalar_one()
     assert milliseconds == STATEMENT_TIMEOUT_SECONDS * 1000
+
+
+def test_connections_name_their_process_for_pg_stat_activity(db: str) -> None:
+    import uuid
+
+    from services.contract import SPAWNER_APPLICATION_NAME
+    from services.runtime.store import RunStore
+
+    with engine_for(db, SPAWNER_APPLICATION_NAME).connect() as conn:
+        assert conn.execute(text("SELECT current_setting('application_name')")).scalar_one() == "wfr-spawner"
+    with engine_for(db).connect() as conn:
+        assert conn.execute(text("SELECT current_setting('application_name')")).scalar_one() == "wfctl"
+    execution_id = uuid.uuid4()
+    with RunStore.connect(db, execution_id) as store:
+        row = store._conn.execute("SELECT current_setting('application_name')").fetchone()
+    assert row is not None and row[0] == f"wfr-runner {execution_id}"

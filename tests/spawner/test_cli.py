@@ -225,3 +225,20 @@ def test_second_sigterm_exits_at_once(db, queues, emulator, workflow, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_liveness_fails_when_the_database_does_not_answer():
+    """A spawner whose connections no longer reach Postgres is restarted by its liveness probe."""
+    from services.spawner.health import HealthServer, Heartbeat
+    from services.spawner.metrics import SpawnerMetrics
+    from services.spawner.service import database_check
+
+    unreachable = database_check("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    server = HealthServer(
+        Heartbeat(max_age_seconds=60), lambda: None, SpawnerMetrics(), "127.0.0.1", 0, liveness=unreachable
+    ).start()
+    try:
+        status, body = _get(f"http://127.0.0.1:{server.port}/healthz")
+    finally:
+        server.stop()
+    assert status == 503 and body.startswith("Postgres unreachable")

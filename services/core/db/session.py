@@ -1,4 +1,9 @@
-"""Engines and sessions: one engine per database URL per process."""
+"""Engines and sessions: one engine per database URL (and role) per process.
+
+Every connection names its process in `application_name` (`wfr-dispatcher`, `wfr-spawner`,
+`wfr-runner <execution-id>`, `wfctl`), so an operator looking at `pg_stat_activity` sees who holds
+a connection or a lock.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.contract import CLI_APPLICATION_NAME
 from services.core.settings import sqlalchemy_url
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -16,7 +22,7 @@ STATEMENT_TIMEOUT_SECONDS = 60
 
 
 @lru_cache(maxsize=8)
-def engine_for(database_url: str) -> Engine:
+def engine_for(database_url: str, application_name: str = CLI_APPLICATION_NAME) -> Engine:
     """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived spawner.
 
     A connect timeout keeps an unreachable database from hanging a worker (or a CLI command)
@@ -32,19 +38,20 @@ def engine_for(database_url: str) -> Engine:
         connect_args={
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}",
+            "application_name": application_name[:63],
         },
     )
 
 
 @lru_cache(maxsize=8)
-def session_factory(database_url: str) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(database_url), expire_on_commit=False)
+def session_factory(database_url: str, application_name: str = CLI_APPLICATION_NAME) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(database_url, application_name), expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(database_url: str) -> Iterator[Session]:
+def session_scope(database_url: str, application_name: str = CLI_APPLICATION_NAME) -> Iterator[Session]:
     """A session that commits when the block succeeds and rolls back when it raises."""
-    session = session_factory(database_url)()
+    session = session_factory(database_url, application_name)()
     try:
         yield session
         session.commit()
