@@ -15,6 +15,7 @@ from services.core.logs import configure_logging
 from services.core.messages import parse_utc_iso
 from services.dispatcher.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
 from services.dispatcher.tick import tick
+from services.notify.sender import sender_from_settings
 
 
 def dispatch(
@@ -31,7 +32,10 @@ def dispatch(
         if not FIRST_SUPPORTED_YEAR <= current.year <= LAST_SUPPORTED_YEAR:
             raise UserError("now", f"{now!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
     configure_logging("dispatcher")
-    summary = tick(session_factory(settings().require_database_url()), work_queue(), now=current)
+    current_settings = settings()
+    sessions = session_factory(current_settings.require_database_url())
+    sender = sender_from_settings(sessions, current_settings.console_url)
+    summary = tick(sessions, work_queue(), now=current, sender=sender)
     if os.environ.get("LOG_FORMAT", "text").lower() == "json":
         # In the cluster the summary is a structured event like every other log line.
         event = {"level": "info", "service": "dispatcher", "message": summary.line(), **asdict(summary)}

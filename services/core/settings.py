@@ -32,6 +32,8 @@ class Settings:
     dlq_url: str | None
     aws_region: str
     aws_endpoint_url: str | None
+    #: Base URL of the operator console; notifications link to `{console_url}/executions/{id}`.
+    console_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -42,6 +44,7 @@ class Settings:
             dlq_url=env.get("DLQ_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            console_url=(env.get("CONSOLE_URL") or "").rstrip("/") or None,
         )
 
     def require_database_url(self) -> str:

@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import TERMINAL_STATUSES, Execution
 from services.core.queue import Queue, ReceivedMessage
+from services.notify.events import dead_lettered
+from services.notify.sender import Sender
 from services.spawner.dead_letters import dead_letter
 from services.spawner.health import Heartbeat
 from services.spawner.jobs import job_name
@@ -46,6 +48,8 @@ class SpawnerOptions:
     #: After a stop request: how long to let messages in hand finish.
     grace_seconds: float = 25.0
     reconcile_seconds: float = 30.0
+    #: How often the outbox sender delivers due notifications (the dispatcher's tick also does).
+    notify_seconds: float = 5.0
     #: Back-off before a failed message is retried: base * 2 ** (receive count - 1).
     retry_backoff_seconds: int = 5
     housekeeping_seconds: float = 0.2
@@ -90,6 +94,7 @@ class Spawner:
         metrics: SpawnerMetrics,
         heartbeat: Heartbeat,
         options: SpawnerOptions,
+        sender: Sender | None = None,
     ) -> None:
         self.queue = queue
         self.dlq = dlq
@@ -100,6 +105,7 @@ class Spawner:
         self.metrics = metrics
         self.heartbeat = heartbeat
         self.options = options
+        self.sender = sender
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -142,6 +148,8 @@ class Spawner:
             threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True),
             threading.Thread(target=self._reconcile_loop, name="reconciler", daemon=True),
         ]
+        if self.sender is not None:
+            background.append(threading.Thread(target=self._notify_loop, name="notify", daemon=True))
         for thread in background:
             thread.start()
         log.info(
@@ -235,12 +243,30 @@ class Spawner:
             )
             self.metrics.dead_lettered.labels(reason=kind).inc()
             log.warning("message dead-lettered", extra={"message_id": message.message_id, "reason": reason})
+            self._notify_dead_letter(message, reason)
             self._ack(message)
         else:
             delay = retry_delay(
                 self.options.retry_backoff_seconds, message.receive_count, self.options.visibility_timeout
             )
             self._set_visibility(message, delay)
+
+    def _notify_dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        """Write the `dead_lettered` notification before the original is deleted.
+
+        A crash before this commits brings the message back; it is parked again and the same
+        idempotency key keeps it to one notification. A database failure here only costs the
+        notification (logged), never the message.
+        """
+        try:
+            with self.session_maker() as session:
+                dead_lettered(session, message.body, reason, message.message_id)
+                session.commit()
+        except Exception as error:
+            log.warning(
+                "could not record the dead-letter notification",
+                extra={"message_id": message.message_id, "error": f"{type(error).__name__}: {error}"},
+            )
 
     def _ack(self, message: ReceivedMessage) -> None:
         with self._lock:
@@ -295,6 +321,22 @@ class Spawner:
     def _reconcile_loop(self) -> None:
         while not self._done.wait(self.options.reconcile_seconds):
             self._reconcile_once()
+
+    def _notify_loop(self) -> None:
+        while not self._done.wait(self.options.notify_seconds):
+            self._notify_once()
+
+    def _notify_once(self) -> None:
+        if self.sender is None:
+            return
+        try:
+            summary = self.sender.run_once()
+        except Exception as error:  # run_once does not raise; belt and braces for the loop
+            log.warning("notification pass failed", extra={"error": f"{type(error).__name__}: {error}"})
+            return
+        if summary.attempted:
+            log.info("notifications delivered", extra={"sent": summary.sent, "retrying": summary.retrying,
+                                                       "failed": summary.failed})
 
     def _reconcile_once(self) -> None:
         try:

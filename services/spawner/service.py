@@ -25,6 +25,7 @@ from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.queue import Queue, sqs_client
 from services.core.settings import Settings
+from services.notify.sender import sender_from_settings
 from services.spawner.consume import Spawner, SpawnerOptions, queue_settings
 from services.spawner.health import HealthServer, Heartbeat
 from services.spawner.launchers.base import Launcher
@@ -58,6 +59,7 @@ class SpawnConfig:
     health_port: int | None = 8080
     wait_seconds: int = 20
     reconcile_seconds: float = 30.0
+    notify_seconds: float = 5.0
     start_timeout_seconds: float = 600.0
     grace_seconds: float = 25.0
     retry_backoff_seconds: int = 5
@@ -169,11 +171,13 @@ def build_spawner(config: SpawnConfig, settings: Settings) -> SpawnerParts:
         drain=config.drain,
         grace_seconds=config.grace_seconds,
         reconcile_seconds=config.reconcile_seconds,
+        notify_seconds=config.notify_seconds,
         retry_backoff_seconds=config.retry_backoff_seconds,
         visibility_timeout=visibility,
         max_receive_count=max_receives,
     )
-    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options)
+    sender = sender_from_settings(sessions, settings.console_url)
+    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options, sender)
     health = None
     if config.health_port is not None:
         health = HealthServer(
