@@ -138,13 +138,23 @@ def execution_finished(session: Session, execution_id: uuid.UUID) -> int:
 # -- the dispatcher's fire times --------------------------------------------------------------
 
 
+def _schedule_rules(schedule: Schedule) -> Rules | None:
+    """The rules of a schedule's runs, or None when they cannot be read (logged, never raised)."""
+    try:
+        return _rules(schedule.workflow, schedule)
+    except Exception:
+        log.exception("unreadable notification rules", extra={"schedule_id": str(schedule.id)})
+        return None
+
+
 def fire_time_dropped(session: Session, schedule: Schedule, fire_time: datetime, reason: str) -> int:
     """A fire time the dispatcher will never run: one `missed` per channel."""
+    rules = _schedule_rules(schedule)
+    channels = rules.channels_for(NotificationEvent.MISSED) if rules is not None else []
+    if not channels:  # the common case costs no statement at all
+        return 0
 
     def write() -> int:
-        channels = _rules(schedule.workflow, schedule).channels_for(NotificationEvent.MISSED)
-        if not channels:
-            return 0
         details = {**_subject_details(schedule.workflow, schedule), "fire_time": fire_time, "reason": reason}
         return enqueue(
             session, NotificationEvent.MISSED, fire_time_subject(schedule.id, fire_time), channels, details,
@@ -156,14 +166,15 @@ def fire_time_dropped(session: Session, schedule: Schedule, fire_time: datetime,
 
 def fire_time_sent(session: Session, schedule: Schedule, fire_time: datetime) -> int:
     """A fire time the dispatcher sent: when `late_after` applies, its deadline starts now."""
+    rules = _schedule_rules(schedule)
+    if rules is None or rules.late_after is None or not rules.channels_for(NotificationEvent.LATE):
+        return 0
+    late_after = rules.late_after
 
     def write() -> int:
-        rules = _rules(schedule.workflow, schedule)
-        if rules.late_after is None or not rules.channels_for(NotificationEvent.LATE):
-            return 0
         statement = (
             insert(LateDeadline)
-            .values(schedule_id=schedule.id, fire_time=fire_time, due_at=fire_time + rules.late_after)
+            .values(schedule_id=schedule.id, fire_time=fire_time, due_at=fire_time + late_after)
             .on_conflict_do_nothing(index_elements=[LateDeadline.schedule_id, LateDeadline.fire_time])
         )
         return session.execute(statement).rowcount or 0
