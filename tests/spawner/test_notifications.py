@@ -9,11 +9,14 @@ import pytest
 from sqlalchemy import select
 
 from services.core.crypto import generate_key, keyring_from_value
-from services.core.db.models import Notification, Workflow
+from services.core.db.models import ExecutionStatus, Notification, Workflow
 from services.core.db.session import session_factory
 from services.notify.channels import set_channel, validate_channel
+from services.spawner.launchers.kube import KubernetesLauncher
+from services.spawner.reconciler import Reconciler
 from tests.notify.conftest import Receiver
-from tests.spawner.conftest import make_workflow, manual_message, queue_empty, send, wait_for
+from tests.spawner.conftest import NAMESPACE, make_workflow, manual_message, queue_empty, send, wait_for
+from tests.spawner.test_reconciler import START_TIMEOUT, _execution, _put_job, failed
 
 
 @pytest.fixture
@@ -62,3 +65,20 @@ def test_dead_letters_without_a_workflow_notify_nobody_and_the_loop_lives(db, qu
     spawner.stop()
     with session_factory(db)() as session:
         assert session.scalars(select(Notification)).all() == []
+
+
+def test_a_run_the_reconciler_ends_timed_out_notifies_failed_with_the_reason(db, emulator, hook) -> None:
+    workflow = make_workflow(db)
+    with session_factory(db)() as session, session.begin():
+        row = session.get(Workflow, workflow.id)
+        row.definition = {**row.definition, "notify": [{"on": ["failed"], "channel": "ops-hook"}]}
+    execution = _execution(db, workflow, ExecutionStatus.RUNNING)
+    _put_job(emulator, execution, failed("DeadlineExceeded"))
+    launcher = KubernetesLauncher(emulator.api_client(), NAMESPACE, start_timeout=START_TIMEOUT)
+    reconciler = Reconciler(session_factory(db), launcher, start_timeout=START_TIMEOUT)
+    assert reconciler.run_once()["timed_out"] == 1
+    assert reconciler.run_once()["timed_out"] == 0
+    with session_factory(db)() as session:
+        [row] = session.scalars(select(Notification)).all()
+    assert row.event == "failed" and row.execution_id == execution.id
+    assert row.details["status"] == "timed_out" and row.details["attempt"] == 1 and row.details["max_attempts"] == 1
