@@ -6,14 +6,16 @@ import hashlib
 import hmac
 import time
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from services.core.db.models import Execution, Notification
 from services.core.db.session import session_factory
 from services.core.executions import insert_execution
-from services.core.messages import RunMessage, retry_dedup_key
+from services.core.messages import RunMessage, retry_dedup_key, schedule_dedup_key
 from services.core.workflows import apply_workflow, parse_workflow
+from services.dispatcher.schedules import ScheduleSpec, create_schedule
 from services.runtime.runner import execute
 from tests.notify.conftest import SECRET
 
@@ -111,8 +113,9 @@ def test_success_after_a_retried_failure_is_not_a_recovery(db, receiver, add_cha
         assert session.scalars(select(Notification)).all() == []
 
 
-def test_a_failing_channel_never_fails_or_blocks_the_run(db, add_channel, make_sender) -> None:
-    add_channel("ops-hook", {"type": "webhook", "url": "http://127.0.0.1:9/nothing-listens", "secret": SECRET})
+def test_a_failing_channel_never_fails_or_blocks_the_run(db, receiver, add_channel, make_sender) -> None:
+    receiver.stop()  # nothing listens on its port any more
+    add_channel("ops-hook", {"type": "webhook", "url": receiver.url, "secret": SECRET})
     with session_factory(db)() as session, session.begin():
         workflow_id = apply_workflow(session, parse_workflow(WORKFLOW.replace("max_attempts: 2", "max_attempts: 1")))[0].id
     execution_id = new_execution(db, workflow_id, fail=True)
@@ -123,3 +126,26 @@ def test_a_failing_channel_never_fails_or_blocks_the_run(db, add_channel, make_s
         assert session.get(Execution, execution_id).status == "failed"
         row = session.scalars(select(Notification)).one()
         assert row.status == "pending" and row.attempts == 1 and "ConnectError" in row.last_error
+
+
+def test_recovered_is_per_schedule(db, add_channel, receiver) -> None:
+    add_channel("ops-hook", {"type": "webhook", "url": receiver.url})
+    with session_factory(db)() as session, session.begin():
+        workflow_id = apply_workflow(session, parse_workflow(WORKFLOW.replace("max_attempts: 2", "max_attempts: 1")))[0].id
+        a, b = (create_schedule(session, ScheduleSpec(name=n, workflow="nightly-report", cron="0 * * * *")).id for n in "ab")
+
+    def scheduled(schedule_id: uuid.UUID, hour: int, fail: bool) -> uuid.UUID:
+        fire = datetime(2026, 11, 29, hour, tzinfo=UTC)
+        message = RunMessage(trigger="schedule", dedup_key=schedule_dedup_key(schedule_id, fire), workflow_id=workflow_id,
+                             schedule_id=schedule_id, scheduled_for=fire, input={"fail": fail})
+        with session_factory(db)() as session, session.begin():
+            execution_id = insert_execution(session, message)[0].id
+        run(db, execution_id, workflow_id)
+        return execution_id
+
+    scheduled(a, 1, fail=True)
+    scheduled(b, 2, fail=False)  # another schedule's success says nothing about a
+    recovered = scheduled(a, 3, fail=False)
+    with session_factory(db)() as session:
+        events = [(n.event, n.execution_id) for n in session.scalars(select(Notification).order_by(Notification.id))]
+    assert [e for e, _ in events] == ["failed", "recovered"] and events[1][1] == recovered
