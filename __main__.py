@@ -106,6 +106,7 @@ Dispatcher(
         image=image_refs["dispatcher"],
         queue_url=queue.queue_url,
         database_secret_name=platform_secrets.database_secret_name,
+        encryption_key_secret_name=platform_secrets.encryption_key_secret_name,
         aws_access=access.dispatcher,
     ),
     in_cluster,

@@ -33,6 +33,8 @@ class DispatcherArgs:
     image: pulumi.Input[str]
     queue_url: pulumi.Input[str]
     database_secret_name: pulumi.Input[str]
+    #: The dispatcher delivers notifications, whose channels are encrypted under this key.
+    encryption_key_secret_name: pulumi.Input[str]
     aws_access: AwsAccess
     resources: ResourceSpec = field(
         default_factory=lambda: ResourceSpec(
@@ -74,6 +76,11 @@ class Dispatcher(pulumi.ComponentResource):
             command=["wfctl", "dispatch"],
             env=[
                 env.from_secret(contract.DATABASE_URL_ENV, args.database_secret_name, contract.DATABASE_URL_ENV),
+                env.from_secret(
+                    contract.INTEGRATION_ENCRYPTION_KEY_ENV,
+                    args.encryption_key_secret_name,
+                    contract.INTEGRATION_ENCRYPTION_KEY_ENV,
+                ),
                 env.plain("QUEUE_URL", args.queue_url),
                 *args.aws_access.env,
                 env.plain("LOG_FORMAT", "json"),

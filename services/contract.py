@@ -77,6 +77,33 @@ class Overlap(StrEnum):
 
 
 # ---------------------------------------------------------------------------------------------
+# Notifications (docs/notifications.md).
+
+
+class NotificationEvent(StrEnum):
+    """What a notification is about (docs/notifications.md)."""
+
+    FAILED = "failed"
+    RECOVERED = "recovered"
+    MISSED = "missed"
+    LATE = "late"
+    LONG_RUNNING = "long_running"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class ChannelType(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+# ---------------------------------------------------------------------------------------------
 # Workflows and runs: defaults and size limits.
 
 DEFAULT_TIMEOUT_SECONDS = 300

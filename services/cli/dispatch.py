@@ -17,6 +17,7 @@ from services.core.logs import configure_logging
 from services.core.messages import parse_utc_iso
 from services.dispatcher.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
 from services.dispatcher.tick import tick
+from services.notify.sender import sender_from_settings
 
 log = logging.getLogger("services.dispatcher")
 
@@ -44,7 +45,8 @@ def dispatch(
     environment = settings()
     configure_logging("dispatcher", environment)
     sessions = session_factory(environment.require_database_url(), DISPATCHER_APPLICATION_NAME)
-    summary = tick(sessions, work_queue(), now=current)
+    sender = sender_from_settings(sessions, environment)
+    summary = tick(sessions, work_queue(), now=current, sender=sender)
     if output == OutputFormat.JSON:
         typer.echo(json.dumps(asdict(summary)))
     elif environment.json_logs:

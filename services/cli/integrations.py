@@ -14,6 +14,7 @@ from services.core.crypto import generate_key, keyring_from_env
 from services.core.errors import UserError
 from services.core.integrations import check_name, list_integrations, rotate_key, set_integration
 from services.core.workflows import load_document
+from services.notify.channels import rotate_channels
 
 app = typer.Typer(help="Credentials for http steps (encrypted with INTEGRATION_ENCRYPTION_KEY).", no_args_is_help=True)
 
@@ -55,14 +56,16 @@ def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
 
 @app.command("rotate-key")
 def rotate() -> None:
-    """Re-encrypt every integration under the first key of INTEGRATION_ENCRYPTION_KEY.
+    """Re-encrypt every integration and notification channel under the first key.
 
     Rotation: prepend a new key (NEW,OLD) everywhere, run this, then remove OLD.
     """
     keyring = keyring_from_env()
     with database() as session:
         count = rotate_key(session, keyring)
-    typer.echo(f"re-encrypted {count} integration{'s' if count != 1 else ''} under the first key")
+        channels = rotate_channels(session, keyring)
+    suffix = f" and {channels} channel{'s' if channels != 1 else ''}" if channels else ""
+    typer.echo(f"re-encrypted {count} integration{'s' if count != 1 else ''}{suffix} under the first key")
 
 
 @app.command("generate-key")

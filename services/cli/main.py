@@ -39,6 +39,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from services.cli import (
+        channels,
         db,
         dispatch,
         dlq,
@@ -46,6 +47,7 @@ def build_app() -> typer.Typer:
         executions,
         integrations,
         local,
+        notifications,
         run,
         schedules,
         spawn,
@@ -65,6 +67,8 @@ def build_app() -> typer.Typer:
     app.add_typer(executions.app, name="executions")
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(dlq.app, name="dlq")
+    app.add_typer(channels.app, name="channels")
+    app.add_typer(notifications.app, name="notifications")
     app.add_typer(local.app, name="local")
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)

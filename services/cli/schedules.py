@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from services.cli.context import database, work_queue
+from services.cli.json_option import parse_json_option
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.db.models import Catchup, Overlap
 from services.core.inputs import parse_input
@@ -27,6 +28,11 @@ def create(
     overlap: str = typer.Option(Overlap.ALLOW.value, "--overlap", help="allow, skip or replace"),
     jitter: int = typer.Option(0, "--jitter", help="Deterministic delay of 0..N seconds (N <= 900)"),
     paused: bool = typer.Option(False, "--paused", help="Create the schedule paused"),
+    notify_json: str | None = typer.Option(
+        None, "--notify",
+        help='Notification rules (JSON, @FILE or -): [{"on": ["failed"], "channel": "ops"}] or '
+        '{"notify": [...], "late_after": "2m", "long_running_after": "1h"}',
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Create a schedule."""
@@ -41,6 +47,7 @@ def create(
         overlap=overlap,
         jitter_seconds=jitter,
         enabled=not paused,
+        notify=parse_json_option(notify_json, "notify"),
     )
     with database() as session:
         schedule = service.create_schedule(session, spec)

@@ -69,6 +69,10 @@ class Settings:
     #: `json` in the cluster (one JSON event per line), `text` on a terminal.
     log_format: str = "text"
     log_level: str = "INFO"
+    #: INTEGRATION_ENCRYPTION_KEY: decrypts integration credentials and notification channels.
+    encryption_keys: str | None = None
+    #: Base URL of the operator console; notifications link to `{console_url}/executions/{id}`.
+    console_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +85,8 @@ class Settings:
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             log_format="json" if (env.get("LOG_FORMAT") or "").lower() == "json" else "text",
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            console_url=(env.get("CONSOLE_URL") or "").rstrip("/") or None,
+            encryption_keys=env.get(INTEGRATION_ENCRYPTION_KEY_ENV) or None,
         )
 
     @property
@@ -165,6 +171,8 @@ class SpawnerSettings:
     #: SQS long-poll wait (0-20 s).
     wait_seconds: int = 20
     reconcile_seconds: float = 30.0
+    #: How often the spawner delivers due notifications (where it holds the channels' key).
+    notify_seconds: float = 5.0
     #: Seconds a run may take to start (image pull, scheduling) before it is failed.
     start_timeout_seconds: float = 600.0
     #: After SIGTERM, seconds to finish the messages in hand.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.contract import DEFAULT_TIMEOUT_SECONDS
 from services.core.db.models import Workflow
+from services.core.durations import parse_duration
 from services.core.errors import NotFoundError, UserError
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
@@ -41,10 +42,33 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+# Plain mapping keys YAML 1.1 reads as booleans; as keys they are words (`on: [failed]`).
+_WORD_KEYS = frozenset({"on", "off", "yes", "no", "y", "n"})
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, except that a bare `on` (or `off`, `yes`, `no`) key stays a string.
+
+    `notify: [{on: [failed], channel: ops}]` must mean the key "on", not `True` (SPEC §10); values
+    keep YAML 1.1's reading, so `enabled: yes` is still true.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, _ in node.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.tag == "tag:yaml.org,2002:bool"
+                and key_node.style is None
+                and key_node.value.lower() in _WORD_KEYS
+            ):
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_document(text: str, source: str = "workflow") -> Any:
     """Parse YAML (a superset of JSON) into Python data; a syntax error names the source."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -64,6 +88,9 @@ def validate_workflow(document: Any) -> dict[str, Any]:
         # The deepest error is the most specific one to show.
         error = max(errors, key=lambda e: len(e.absolute_path))
         raise UserError(_field_path(error), _describe(error))
+    for key in ("late_after", "long_running_after"):
+        if key in document:
+            parse_duration(document[key], key)
     seen: set[str] = set()
     for index, step in enumerate(document["steps"]):
         if step["id"] in seen:

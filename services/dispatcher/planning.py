@@ -16,15 +16,38 @@ MISSED_AFTER = timedelta(seconds=60)
 MAX_CATCHUP_PER_TICK = 100
 
 
+# Why a fire time was dropped (the `missed` notification and the fire-time ledger say it).
+DROP_OUTSIDE_WINDOW = "outside_catchup_window"
+DROP_CATCHUP_NONE = "catchup_none"
+DROP_CATCHUP_LATEST = "catchup_latest"
+DROP_REASONS = {
+    DROP_OUTSIDE_WINDOW: "older than the catch-up window",
+    DROP_CATCHUP_NONE: "missed, and catchup is none",
+    DROP_CATCHUP_LATEST: "missed, and catchup latest runs only the most recent missed time",
+}
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One fire time a tick decided never to run, and why (a DROP_* reason)."""
+
+    fire_time: datetime
+    reason: str
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one tick does for one schedule."""
 
     to_send: tuple[datetime, ...]
-    dropped: tuple[datetime, ...]
+    drops: tuple[Drop, ...]
     # Where the schedule resumes: the first fire time not handled by this tick, or None when
     # every due time was handled (the caller then uses the next fire time after `now`).
     resume_from: datetime | None
+
+    @property
+    def dropped(self) -> tuple[datetime, ...]:
+        return tuple(sorted(drop.fire_time for drop in self.drops))
 
 
 def window_start(now: datetime, window_seconds: int) -> datetime:
@@ -52,7 +75,7 @@ def plan_fire_times(
     """
     policy = Catchup(catchup)
     oldest = window_start(now, window_seconds)
-    expired = tuple(t for t in due if t < oldest)
+    expired = tuple(Drop(t, DROP_OUTSIDE_WINDOW) for t in due if t < oldest)
     eligible = [t for t in due if t >= oldest]
     missed = [t for t in eligible if now - t > MISSED_AFTER]
     on_time = [t for t in eligible if now - t <= MISSED_AFTER]
@@ -62,8 +85,10 @@ def plan_fire_times(
             return Plan(tuple(sent), expired, resume_from=missed[MAX_CATCHUP_PER_TICK])
         return Plan(tuple(missed + on_time), expired, resume_from=None)
     if policy == Catchup.LATEST and missed and not on_time:
-        return Plan((missed[-1],), expired + tuple(missed[:-1]), resume_from=None)
-    return Plan(tuple(on_time), expired + tuple(missed), resume_from=None)
+        older = tuple(Drop(t, DROP_CATCHUP_LATEST) for t in missed[:-1])
+        return Plan((missed[-1],), expired + older, resume_from=None)
+    reason = DROP_CATCHUP_LATEST if policy == Catchup.LATEST else DROP_CATCHUP_NONE
+    return Plan(tuple(on_time), expired + tuple(Drop(t, reason) for t in missed), resume_from=None)
 
 
 def jitter_delay(schedule_id: uuid.UUID, fire_time: datetime, jitter_seconds: int) -> int:

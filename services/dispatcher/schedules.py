@@ -18,6 +18,7 @@ from services.core.messages import schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
 from services.core.workflows import get_workflow
 from services.dispatcher.tick import schedule_message
+from services.notify.rules import validate_settings
 
 MAX_JITTER_SECONDS = 900
 MAX_BACKFILL_FIRE_TIMES = 10_000
@@ -41,6 +42,8 @@ class ScheduleSpec:
     overlap: str = Overlap.ALLOW.value
     jitter_seconds: int = 0
     enabled: bool = True
+    #: Notification rules added to the workflow's: `{notify: [...], late_after, long_running_after}`.
+    notify: Any = None
 
 
 def _choice(field: str, value: str, allowed: type[Catchup] | type[Overlap]) -> str:
@@ -72,6 +75,7 @@ def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None =
     if spec.catchup_window_seconds > MAX_CATCHUP_WINDOW_SECONDS:
         raise UserError("catchup-window", f"must be at most {MAX_CATCHUP_WINDOW_SECONDS} seconds")
     payload = check_input(spec.input or {})
+    notify = validate_settings(spec.notify, "notify")
     workflow = get_workflow(session, spec.workflow)
     if session.scalar(select(Schedule.id).where(Schedule.name == spec.name)) is not None:
         raise UserError("name", f"a schedule named {spec.name!r} already exists")
@@ -87,6 +91,7 @@ def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None =
         catchup_window_seconds=spec.catchup_window_seconds,
         overlap=overlap,
         jitter_seconds=spec.jitter_seconds,
+        notify=notify,
         next_run_at=cron.next_fire_time(expression, spec.timezone, current),
     )
     session.add(schedule)
@@ -217,6 +222,7 @@ def schedule_summary(schedule: Schedule) -> dict[str, Any]:
         "overlap": schedule.overlap,
         "jitter_seconds": schedule.jitter_seconds,
         "input": schedule.input,
+        "notify": schedule.notify or {},
         "next_run_at": schedule.next_run_at if schedule.enabled else None,
         "last_dispatched_at": schedule.last_dispatched_at,
         "created_at": schedule.created_at,

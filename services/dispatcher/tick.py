@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,11 +22,16 @@ from services.core import cron
 from services.core.db.models import Execution, Schedule, Trigger
 from services.core.messages import RunMessage, retry_dedup_key, schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
-from services.dispatcher.planning import jitter_delay, plan_fire_times, window_start
+from services.dispatcher.planning import DROP_REASONS, jitter_delay, plan_fire_times, window_start
+from services.notify import events as notify_events
+from services.notify.sender import Sender
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 100
+# Fire times older than the catch-up window are never run; the last hour of them before the
+# window is still enumerated so each one is reported as dropped (a `missed` notification).
+EXPIRED_REPORT_LOOKBACK = timedelta(hours=1)
 
 
 @dataclass
@@ -35,6 +40,8 @@ class TickSummary:
     messages_sent: int = 0
     fire_times_dropped: int = 0
     retries_sent: int = 0
+    deadline_notifications: int = 0
+    notifications_sent: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -83,11 +90,15 @@ def _process_schedule_batch(
     for schedule in schedules:
         assert schedule.next_run_at is not None
         # Times older than the window are never run, so never computed either.
-        start = max(schedule.next_run_at, floor_to_minute(window_start(now, schedule.catchup_window_seconds)))
+        oldest = window_start(now, schedule.catchup_window_seconds)
+        start = max(schedule.next_run_at, floor_to_minute(oldest) - EXPIRED_REPORT_LOOKBACK)
         due = cron.fire_times(schedule.cron, schedule.timezone, start, now)
         plan = plan_fire_times(due, now, schedule.catchup, schedule.catchup_window_seconds)
-        summary.fire_times_dropped += len(plan.dropped)
+        summary.fire_times_dropped += len(plan.drops)
+        for drop in plan.drops:
+            notify_events.fire_time_dropped(session, schedule, drop.fire_time, DROP_REASONS[drop.reason])
         for fire_time in plan.to_send:
+            notify_events.fire_time_sent(session, schedule, fire_time)
             message = schedule_message(schedule, fire_time)
             outgoing.append(
                 OutgoingMessage(
@@ -143,17 +154,29 @@ def _enqueue_due_retries(
             )
 
 
+def _check_deadlines(session_maker: sessionmaker[Session], now: datetime, summary: TickSummary) -> None:
+    """`late` and `long_running` notifications for deadlines passed at `now` (never raises)."""
+    try:
+        with session_maker() as session, session.begin():
+            summary.deadline_notifications += notify_events.detect_late(session, now)
+            summary.deadline_notifications += notify_events.detect_long_running(session, now)
+    except Exception as error:  # a notification problem never fails the tick
+        log.warning("deadline check failed", extra={"error": f"{type(error).__name__}: {error}"})
+
+
 def tick(
     session_maker: sessionmaker[Session],
     queue: Queue,
     now: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     after_send: Callable[[], None] | None = None,
+    sender: Sender | None = None,
 ) -> TickSummary:
     """Run one dispatcher tick at `now` (default: the current time).
 
     `after_send` is called after each batch is sent and before it is committed (tests use it to
-    simulate a crash at exactly that point).
+    simulate a crash at exactly that point). `sender`, when given, delivers due notifications at
+    the end of the tick (on its own clock).
     """
     started = time.monotonic()
     current = (now or datetime.now(UTC)).astimezone(UTC)
@@ -170,6 +193,9 @@ def tick(
             if after_send is not None:
                 after_send()
     _enqueue_due_retries(session_maker, queue, current, batch_size, summary)
+    _check_deadlines(session_maker, current, summary)
+    if sender is not None:
+        summary.notifications_sent = sender.run_once().sent
     summary.seconds = time.monotonic() - started
     log.debug(
         "dispatch tick",

@@ -118,12 +118,19 @@ class RunStore:
         )
 
     def finish(self, execution_id: uuid.UUID, status: str, error: str | None = None, output: Any = None) -> bool:
-        """End the execution through the shared state machine (which also schedules retries)."""
+        """End the execution through the shared state machine (which also schedules retries).
+
+        The notification it causes (`failed`, `recovered`) is written in the same transaction.
+        """
         from services.core.db.session import session_scope
         from services.core.executions import finish_execution
+        from services.notify.events import execution_finished
 
         with session_scope(self._database_url, self._application_name) as session:
-            return finish_execution(
+            finished = finish_execution(
                 session, execution_id, ExecutionStatus(status), error=error, output=output,
                 from_statuses=(ExecutionStatus.RUNNING.value,),
             )
+            if finished:
+                execution_finished(session, execution_id)
+            return finished

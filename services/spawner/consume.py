@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 from services.core.db.models import TERMINAL_STATUSES, Execution
 from services.core.queue import Queue, ReceivedMessage
 from services.core.settings import SpawnerSettings
+from services.notify.events import dead_lettered
+from services.notify.sender import Sender
 from services.spawner.dead_letters import dead_letter
 from services.spawner.health import Heartbeat
 from services.spawner.jobs import job_name
@@ -50,6 +52,8 @@ class SpawnerOptions:
     #: After a stop request: how long to let messages in hand finish.
     grace_seconds: float
     reconcile_seconds: float
+    #: How often the outbox sender delivers due notifications (the dispatcher's tick also does).
+    notify_seconds: float
     #: Back-off before a failed message is retried: base * 2 ** (receive count - 1).
     retry_backoff_seconds: int
     visibility_timeout: int
@@ -66,6 +70,7 @@ class SpawnerOptions:
             drain=settings.drain,
             grace_seconds=settings.grace_seconds,
             reconcile_seconds=settings.reconcile_seconds,
+            notify_seconds=settings.notify_seconds,
             retry_backoff_seconds=settings.retry_backoff_seconds,
             visibility_timeout=visibility_timeout,
             max_receive_count=max_receive_count,
@@ -108,6 +113,7 @@ class Spawner:
         metrics: SpawnerMetrics,
         heartbeat: Heartbeat,
         options: SpawnerOptions,
+        sender: Sender | None = None,
     ) -> None:
         self.queue = queue
         self.dlq = dlq
@@ -118,6 +124,7 @@ class Spawner:
         self.metrics = metrics
         self.heartbeat = heartbeat
         self.options = options
+        self.sender = sender
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -160,6 +167,8 @@ class Spawner:
             threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True),
             threading.Thread(target=self._reconcile_loop, name="reconciler", daemon=True),
         ]
+        if self.sender is not None:
+            background.append(threading.Thread(target=self._notify_loop, name="notify", daemon=True))
         for thread in background:
             thread.start()
         log.info(
@@ -253,12 +262,30 @@ class Spawner:
             )
             self.metrics.dead_lettered.labels(reason=kind).inc()
             log.warning("message dead-lettered", extra={"message_id": message.message_id, "reason": reason})
+            self._notify_dead_letter(message, reason)
             self._ack(message)
         else:
             delay = retry_delay(
                 self.options.retry_backoff_seconds, message.receive_count, self.options.visibility_timeout
             )
             self._set_visibility(message, delay)
+
+    def _notify_dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        """Write the `dead_lettered` notification before the original is deleted.
+
+        A crash before this commits brings the message back; it is parked again and the same
+        idempotency key keeps it to one notification. A database failure here only costs the
+        notification (logged), never the message.
+        """
+        try:
+            with self.session_maker() as session:
+                dead_lettered(session, message.body, reason, message.message_id)
+                session.commit()
+        except Exception as error:
+            log.warning(
+                "could not record the dead-letter notification",
+                extra={"message_id": message.message_id, "error": f"{type(error).__name__}: {error}"},
+            )
 
     def _ack(self, message: ReceivedMessage) -> None:
         with self._lock:
@@ -313,6 +340,22 @@ class Spawner:
     def _reconcile_loop(self) -> None:
         while not self._done.wait(self.options.reconcile_seconds):
             self._reconcile_once()
+
+    def _notify_loop(self) -> None:
+        while not self._done.wait(self.options.notify_seconds):
+            self._notify_once()
+
+    def _notify_once(self) -> None:
+        if self.sender is None:
+            return
+        try:
+            summary = self.sender.run_once()
+        except Exception as error:  # run_once does not raise; belt and braces for the loop
+            log.warning("notification pass failed", extra={"error": f"{type(error).__name__}: {error}"})
+            return
+        if summary.attempted:
+            log.info("notifications delivered", extra={"sent": summary.sent, "retrying": summary.retrying,
+                                                       "failed": summary.failed})
 
     def _reconcile_once(self) -> None:
         try:

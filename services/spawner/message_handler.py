@@ -21,6 +21,7 @@ from services.core.db.models import TERMINAL_STATUSES, ExecutionStatus, Schedule
 from services.core.executions import finish_execution, get_execution, insert_execution, transition
 from services.core.messages import MessageError, RunMessage, parse_message
 from services.core.queue import ReceivedMessage
+from services.notify.events import execution_finished
 from services.spawner.jobs import build_job, job_name
 from services.spawner.launchers.base import Launcher, LaunchError
 from services.spawner.metrics import SpawnerMetrics
@@ -150,7 +151,8 @@ class MessageHandler:
             return Result(Disposition.RETRY, str(error), execution_id)
         reason = f"could not create the runner Job after {message.receive_count} attempts: {error}"
         with self.session_maker() as session:
-            finish_execution(session, execution_id, ExecutionStatus.FAILED, error=reason)
+            if finish_execution(session, execution_id, ExecutionStatus.FAILED, error=reason):
+                execution_finished(session, execution_id)
             session.commit()
         log.error("giving up on the runner Job; execution failed", extra=extra)
         return Result(Disposition.DEAD_LETTER, reason, execution_id)

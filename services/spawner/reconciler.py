@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import ACTIVE_STATUSES, Execution, ExecutionStatus
 from services.core.executions import finish_execution
+from services.notify.events import execution_finished
 from services.spawner.jobs import job_name
 from services.spawner.launchers.base import Launcher, LaunchError
 from services.spawner.outcomes import JobOutcome, error_for, execution_status_for
@@ -58,6 +59,8 @@ class Reconciler:
     def _record(self, execution_id: object, status: ExecutionStatus, error: str) -> bool:
         with self.session_maker() as session:
             changed = finish_execution(session, execution_id, status, error=error)  # type: ignore[arg-type]
+            if changed:
+                execution_finished(session, execution_id)  # type: ignore[arg-type]
             session.commit()
         if changed:
             log.info(

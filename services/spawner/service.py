@@ -22,6 +22,7 @@ from services.core.db.session import session_factory
 from services.core.queue import Queue, sqs_client
 from services.core.settings import Settings, SpawnerSettings
 from services.core.signals import stop_on_signals
+from services.notify.sender import sender_from_settings
 from services.spawner.consume import Spawner, SpawnerOptions, queue_settings
 from services.spawner.health import HealthServer, Heartbeat
 from services.spawner.launchers.base import Launcher
@@ -144,7 +145,8 @@ def build_spawner(
     # pauses and slow API calls, strict enough to catch a wedged loop.
     heartbeat = Heartbeat(max_age_seconds=max(60.0, 3.0 * config.wait_seconds))
     options = SpawnerOptions.from_settings(config, visibility, max_receives)
-    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options)
+    sender = sender_from_settings(sessions, settings)
+    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options, sender)
     health = None
     if config.health_port is not None:
         health = HealthServer(

@@ -59,7 +59,9 @@ def test_dispatcher_container(any_run: ProgramRun, cron_job: dict[str, Any]) -> 
     assert secret_ref(env["DATABASE_URL"])["key"] == "DATABASE_URL"
     assert env["QUEUE_URL"]["value"] == any_run.exports["queueUrl"]
     assert env["LOG_FORMAT"]["value"] == "json"
-    assert "INTEGRATION_ENCRYPTION_KEY" not in env
+    # It delivers notifications: the channels' key, referenced from its Secret, never a value.
+    assert secret_ref(env["INTEGRATION_ENCRYPTION_KEY"])["key"] == "INTEGRATION_ENCRYPTION_KEY"
+    assert "value" not in env["INTEGRATION_ENCRYPTION_KEY"]
     assert set(container["resources"]["limits"]) == {"cpu", "memory"}
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     assert pod["automountServiceAccountToken"] is False

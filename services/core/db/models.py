@@ -1,4 +1,4 @@
-"""The tables: workflows, schedules, executions, step runs and integrations.
+"""The tables: workflows, schedules, executions, step runs, integrations and notifications.
 
 Every timestamp is a UTC `timestamptz`. Enumerations are stored as text with CHECK constraints so
 the database itself refuses a status the code does not know.
@@ -34,7 +34,10 @@ from services.contract import (  # noqa: F401  (re-exported: the tables' vocabul
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     Catchup,
+    ChannelType,
     ExecutionStatus,
+    NotificationEvent,
+    NotificationStatus,
     Overlap,
     StepStatus,
     Trigger,
@@ -102,6 +105,8 @@ class Schedule(Base):
     catchup_window_seconds: Mapped[int] = mapped_column(Integer, default=86400)
     overlap: Mapped[str] = mapped_column(String(16), default=Overlap.ALLOW.value)
     jitter_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    # Notification rules added to the workflow's: {"notify": [...], "late_after", "long_running_after"}.
+    notify: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     # The earliest fire time not yet dispatched (UTC).
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -198,3 +203,73 @@ class Integration(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Channel(Base):
+    """A named notification channel; like an integration, everything but the type is encrypted."""
+
+    __tablename__ = "channels"
+    __table_args__ = (CheckConstraint(_in("type", ChannelType), name="type"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    # Authenticated ciphertext of the whole channel JSON under INTEGRATION_ENCRYPTION_KEY.
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Notification(Base):
+    """The outbox: one row per (event, execution or fire time, channel), delivered at least once.
+
+    Rows are written in the transaction of the change that causes them and carry no foreign keys,
+    so deleting a workflow or schedule never loses (or blocks) a notification about it.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(_in("event", NotificationEvent), name="event"),
+        CheckConstraint(_in("status", NotificationStatus), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        # The sender's query: pending rows by when they are due.
+        Index("ix_notifications_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_notifications_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # `<event>:<execution id or schedule id:fire time>:<channel>`; sent with every delivery.
+    idempotency_key: Mapped[str] = mapped_column(String(600), unique=True)
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(253))
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    fire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What happened, as known when the event was written (names, status, error, attempt n of m).
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LateDeadline(Base):
+    """A fire time sent with a `late_after` rule: checked by the dispatcher once it is due."""
+
+    __tablename__ = "late_deadlines"
+    __table_args__ = (
+        Index("ix_late_deadlines_due", "due_at", postgresql_where=text("resolved_at IS NULL")),
+    )
+
+    schedule_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    fire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # `late` when a notification was written, `succeeded`/`skipped`/`cancelled` otherwise.
+    outcome: Mapped[str | None] = mapped_column(String(16))
