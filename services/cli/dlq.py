@@ -30,8 +30,10 @@ def list_command(output: OutputFormat = OUTPUT_OPTION) -> None:
 @app.command("redrive")
 def redrive_command() -> None:
     """Move every dead-lettered message back to the work queue (its reason is dropped)."""
-    from services.cli.context import dead_letter_queue, work_queue
-    from services.spawner.dead_letters import redrive
+    from services.cli.context import database, dead_letter_queue, work_queue
+    from services.core.audit import cli_actor
+    from services.spawner.dead_letters import redrive_recorded
 
-    moved = redrive(dead_letter_queue(), work_queue())
+    with database() as session:
+        moved = redrive_recorded(session, dead_letter_queue(), work_queue(), cli_actor())
     typer.echo(f"redrove {moved} message{'s' if moved != 1 else ''} to the work queue")

@@ -9,6 +9,7 @@ import typer
 
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+from services.core.audit import cli_actor
 from services.core.credentials import validate_credential
 from services.core.crypto import generate_key, keyring_from_env
 from services.core.errors import UserError
@@ -41,7 +42,7 @@ def set_(
     credential = validate_credential(load_document(_read(file), source=str(file)), field="file")
     keyring = keyring_from_env()
     with database() as session:
-        created = set_integration(session, name, credential, keyring)
+        created = set_integration(session, name, credential, keyring, actor=cli_actor())
     typer.echo(f"integration {name} {'created' if created else 'updated'} ({credential['type']})")
 
 
@@ -61,7 +62,7 @@ def rotate() -> None:
     """
     keyring = keyring_from_env()
     with database() as session:
-        count = rotate_key(session, keyring)
+        count = rotate_key(session, keyring, actor=cli_actor())
     typer.echo(f"re-encrypted {count} integration{'s' if count != 1 else ''} under the first key")
 
 

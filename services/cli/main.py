@@ -39,6 +39,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from services.cli import (
+        audit,
         db,
         dispatch,
         dlq,
@@ -48,7 +49,9 @@ def build_app() -> typer.Typer:
         local,
         run,
         schedules,
+        serve,
         spawn,
+        tokens,
         workflows,
     )
 
@@ -66,10 +69,13 @@ def build_app() -> typer.Typer:
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(local.app, name="local")
+    app.add_typer(tokens.app, name="tokens")
+    app.add_typer(audit.app, name="audit")
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)
     app.command("spawn")(spawn.spawn)
     app.command("execute")(execute.execute)
+    app.command("serve")(serve.serve)
     return app
 
 

@@ -6,6 +6,7 @@ import typer
 
 from services.cli.context import database, settings, work_queue
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object
+from services.core.audit import cli_actor
 from services.core.db.models import ExecutionStatus
 from services.core.db.session import session_factory
 from services.core.executions import execution_detail, get_execution
@@ -28,7 +29,7 @@ def run_workflow(
     """Trigger a manual run of WORKFLOW."""
     payload = parse_input(input_json)
     with database() as session:
-        message = trigger_manual_run(session, work_queue(), workflow, payload)
+        message = trigger_manual_run(session, work_queue(), workflow, payload, actor=cli_actor())
         deadline = wait_budget_seconds(get_workflow(session, workflow).definition, WAIT_MARGIN_SECONDS)
     if not wait:
         typer.echo(f"run of {workflow} enqueued ({message.dedup_key})")

@@ -6,6 +6,7 @@ import typer
 
 from services.cli.context import database, work_queue
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.core.audit import cli_actor
 from services.core.db.models import Catchup, Overlap
 from services.core.inputs import parse_input
 from services.dispatcher import schedules as service
@@ -43,7 +44,7 @@ def create(
         enabled=not paused,
     )
     with database() as session:
-        schedule = service.create_schedule(session, spec)
+        schedule = service.create_schedule(session, spec, actor=cli_actor())
         data = service.schedule_summary(schedule)
     if output == OutputFormat.JSON:
         emit_object(data, output)
@@ -71,7 +72,7 @@ def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
 def pause(name: str) -> None:
     """Pause a schedule: it fires nothing until resumed."""
     with database() as session:
-        service.pause_schedule(session, name)
+        service.pause_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} paused")
 
 
@@ -79,7 +80,7 @@ def pause(name: str) -> None:
 def resume(name: str) -> None:
     """Resume a schedule from now (times missed while paused are not run)."""
     with database() as session:
-        schedule = service.resume_schedule(session, name)
+        schedule = service.resume_schedule(session, name, actor=cli_actor())
         next_run = schedule.next_run_at
     typer.echo(f"schedule {name} resumed; next run at {next_run:%Y-%m-%dT%H:%M:%SZ}")
 
@@ -88,7 +89,7 @@ def resume(name: str) -> None:
 def delete(name: str) -> None:
     """Delete a schedule (its execution history stays)."""
     with database() as session:
-        service.delete_schedule(session, name)
+        service.delete_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} deleted")
 
 
@@ -117,7 +118,7 @@ def backfill(
 ) -> None:
     """Enqueue every fire time in a range; ones that already ran are not run again."""
     with database() as session:
-        result = service.backfill_schedule(session, work_queue(), name, start, end)
+        result = service.backfill_schedule(session, work_queue(), name, start, end, actor=cli_actor())
     typer.echo(
         f"backfill {name}: {result.fire_times} fire times, {result.sent} enqueued, "
         f"{result.already_ran} already ran"
