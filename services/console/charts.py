@@ -114,7 +114,8 @@ def duration_chart(runs: list[dict[str, Any]], width: int = 1000, height: int = 
     """One column per run (oldest left), height proportional to its duration."""
     durations = [float(r.get("duration_seconds") or 0.0) for r in runs]
     top = max(durations, default=0.0) or 1.0
-    slot = width / max(len(runs), 1)
+    # At least 20 slots, so a handful of runs are columns, not walls.
+    slot = width / max(len(runs), 20)
     bars = []
     for index, (run, value) in enumerate(zip(runs, durations, strict=True)):
         bar_height = max(2.0, (height - 20) * value / top)
