@@ -22,7 +22,7 @@ USAGE_ERROR = 2
 SERVICE_ERROR = 1
 # Failures of the services we talk to (unreachable database or queue, refused request): one
 # line for the user, not a traceback. Matched by module so the runner never imports boto3.
-_SERVICE_ERROR_MODULES = ("botocore.", "sqlalchemy.exc", "psycopg", "services.core.queue", "urllib3.")
+_SERVICE_ERROR_MODULES = ("botocore.", "sqlalchemy.exc", "psycopg", "services.core.queue", "urllib3.", "httpx.")
 
 
 def _is_service_error(error: Exception) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from services.cli.context import database, work_queue
+from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.audit import cli_actor
 from services.core.db.models import Catchup, Overlap
@@ -55,6 +56,9 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
     """List schedules."""
+    if (api := remote_api()) is not None:
+        emit_rows(api.get("/schedules")["items"], LIST_COLUMNS, output)
+        return
     with database() as session:
         rows = [service.schedule_summary(s) for s in service.list_schedules(session)]
     emit_rows(rows, LIST_COLUMNS, output)
@@ -63,6 +67,9 @@ def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
 @app.command("show")
 def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Show one schedule."""
+    if (api := remote_api()) is not None:
+        emit_object(api.get(f"/schedules/{name}", count=5), output)
+        return
     with database() as session:
         data = service.schedule_summary(service.get_schedule(session, name))
     emit_object(data, output)
@@ -71,6 +78,9 @@ def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
 @app.command("pause")
 def pause(name: str) -> None:
     """Pause a schedule: it fires nothing until resumed."""
+    if (api := remote_api()) is not None:
+        typer.echo(api.post(f"/schedules/{name}/pause")["message"])
+        return
     with database() as session:
         service.pause_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} paused")
@@ -79,6 +89,10 @@ def pause(name: str) -> None:
 @app.command("resume")
 def resume(name: str) -> None:
     """Resume a schedule from now (times missed while paused are not run)."""
+    if (api := remote_api()) is not None:
+        result = api.post(f"/schedules/{name}/resume")
+        typer.echo(f"{result['message']}; next run at {result['next_run_at']}")
+        return
     with database() as session:
         schedule = service.resume_schedule(session, name, actor=cli_actor())
         next_run = schedule.next_run_at
@@ -117,6 +131,9 @@ def backfill(
     end: str = typer.Option(..., "--to", help="End of the range (ISO-8601, inclusive)"),
 ) -> None:
     """Enqueue every fire time in a range; ones that already ran are not run again."""
+    if (api := remote_api()) is not None:
+        typer.echo(api.post(f"/schedules/{name}/backfill", {"from": start, "to": end})["message"])
+        return
     with database() as session:
         result = service.backfill_schedule(session, work_queue(), name, start, end, actor=cli_actor())
     typer.echo(

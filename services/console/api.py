@@ -245,11 +245,18 @@ def list_executions(
     schedule: str | None = Query(None, description="Only runs of this schedule"),
     limit: int = Query(50, description="Page size (1-200)"),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
+    dedup_key: str | None = Query(None, description="Only the run with this dedup key (as `run` returns)"),
     _: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     with state_of(request).db() as session:
         page = queries.execution_page(
-            session, workflow=workflow, status=status, schedule=schedule, limit=limit, cursor=cursor
+            session,
+            workflow=workflow,
+            status=status,
+            schedule=schedule,
+            limit=limit,
+            cursor=cursor,
+            dedup_key=dedup_key,
         )
     return {"items": page.items, "next_cursor": page.next_cursor}
 

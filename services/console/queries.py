@@ -59,6 +59,7 @@ def execution_page(
     schedule: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    dedup_key: str | None = None,
 ) -> ExecutionPage:
     """One page of executions, newest first, with the cursor of the next page (None at the end)."""
     if not 1 <= limit <= MAX_PAGE:
@@ -74,6 +75,8 @@ def execution_page(
         if schedule_id is None:
             raise UserError("schedule", f"no schedule named {schedule!r}")
         query = query.where(Execution.schedule_id == schedule_id)
+    if dedup_key:
+        query = query.where(Execution.dedup_key == dedup_key)
     checked = check_status(status)
     if checked:
         query = query.where(Execution.status == checked)
