@@ -20,3 +20,8 @@ RUNNER_SERVICE_ACCOUNT = "workflow-runner"
 DATABASE_SECRET = "workflow-runtime-database"
 ENCRYPTION_KEY_SECRET = "workflow-runtime-encryption-key"
 AWS_CREDENTIALS_SECRET = "workflow-runtime-aws-credentials"
+
+CONSOLE_DEPLOYMENT = "workflow-console"
+CONSOLE_SERVICE = "workflow-console"
+CONSOLE_SERVICE_ACCOUNT = "workflow-console"
+CONSOLE_SECRET = "workflow-runtime-console"

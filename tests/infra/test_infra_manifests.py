@@ -41,6 +41,8 @@ EXPECTED_KINDS = {
     "PodTemplate",
     "CronJob",
     "Deployment",
+    "Service",
+    "PodDisruptionBudget",
 }
 
 
