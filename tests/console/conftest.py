@@ -22,7 +22,7 @@ WORKFLOW = """
 name: greet
 steps:
   - {id: hello, type: log, with: {message: "hello {{ input.who | default('world') }}"}}
-  - {id: pause, type: sleep, with: {seconds: 1}}
+  - {id: pause, type: sleep, with: {seconds: 2}}
   - {id: shout, type: transform, with: {expression: "steps.hello.output"}}
 """
 

@@ -12,14 +12,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from services.core.db.models import Execution
+from services.core.db.models import Execution, Workflow
 from services.core.db.session import session_factory
 from tests.console.conftest import Console
 
@@ -79,6 +82,35 @@ def spawn_drain(console: Console, tmp_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def wait_for_execution(console: Console, timeout: float = 30) -> str:
+    """The id of the (only) execution, once the spawner has recorded it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_factory(console.database_url)() as session:
+            found = session.scalars(select(Execution.id)).first()
+        if found is not None:
+            return str(found)
+        time.sleep(0.1)
+    raise AssertionError("the spawner recorded no execution")
+
+
+def add_history(console: Console, hours: int = 24) -> None:
+    """Earlier runs over the last day (some failed), so the dashboard shows a realistic day."""
+    now = datetime.now(UTC)
+    with session_factory(console.database_url)() as session, session.begin():
+        workflow = session.scalars(select(Workflow)).one()
+        for hour in range(1, hours):
+            for index in range(1 + hour % 3):
+                created = now - timedelta(hours=hour, minutes=7 * index)
+                failed = (hour + index) % 9 == 0
+                session.add(Execution(
+                    workflow_id=workflow.id, trigger="schedule", dedup_key=f"history:{uuid.uuid4()}",
+                    status="failed" if failed else "succeeded", input={}, created_at=created,
+                    started_at=created, finished_at=created + timedelta(seconds=1.2 + (hour % 5) * 0.3),
+                    error="step pause: boom" if failed else None,
+                ))
+
+
 def test_operator_signs_in_runs_a_workflow_and_watches_it_succeed(browser: Any, console: Console, tmp_path: Path) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -108,15 +140,20 @@ def test_operator_signs_in_runs_a_workflow_and_watches_it_succeed(browser: Any, 
     assert "enqueued" in page.locator("[data-testid=flash]").inner_text()
     spawner = spawn_drain(console, tmp_path)
     try:
+        execution_id = wait_for_execution(console)
+        # Opened while the run is still going: the page refreshes itself until it is over.
+        page.goto(f"/executions/{execution_id}")
+        assert page.locator("#live[data-live-refresh]").count() == 1
+        page.wait_for_selector("#live [data-status=succeeded]", timeout=60_000)
+        assert page.url.endswith(f"/executions/{execution_id}")
         assert spawner.wait(timeout=60) == 0
     finally:
         if spawner.poll() is None:
             spawner.kill()
-    with session_factory(console.database_url)() as session:
-        execution = session.scalars(select(Execution)).one()
-    page.goto(f"/executions/{execution.id}")
-    page.wait_for_selector("#live [data-status=succeeded]", timeout=30_000)
+            spawner.wait(timeout=10)
+    assert page.locator("#live[data-terminal]").count() == 1
     assert page.locator("[data-testid=timeline] [data-step]").count() == 3
+    assert page.locator("[data-testid=steps] [data-status=succeeded]").count() == 3
     assert '"who": "console"' in page.locator("[data-testid=input]").inner_text()
     assert "hello console" in page.locator("[data-testid=output]").inner_text()
     execution_shot = ui.shot("execution")
@@ -131,7 +168,14 @@ def test_operator_signs_in_runs_a_workflow_and_watches_it_succeed(browser: Any, 
     ui.shot("audit")
     page.goto("/")
     assert page.locator("[data-testid=count-succeeded]").inner_text() == "1"
+    ui.shot("dashboard-one-run")
+    # For the README: the same pages over a day of earlier runs.
+    add_history(console)
+    page.goto("/")
+    assert int(page.locator("[data-testid=count-failed]").inner_text()) > 0
     dashboard_shot = ui.shot("dashboard")
+    page.goto("/workflows/greet")
+    ui.shot("workflow-history")
 
     assert ui.errors == []
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
