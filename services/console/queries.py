@@ -155,7 +155,8 @@ def hourly_runs(session: Session, now: datetime | None = None, hours: int = 24) 
     """Runs created per hour over the last `hours`, split into succeeded / failed / other."""
     current = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     start = current - timedelta(hours=hours - 1)
-    bucket = func.date_trunc("hour", Execution.created_at)
+    # Truncated in UTC whatever the session's time zone (zones with half-hour offsets exist).
+    bucket = func.date_trunc("hour", func.timezone("UTC", Execution.created_at))
     rows = session.execute(
         select(bucket, Execution.status, func.count())
         .where(Execution.created_at >= start)
@@ -163,7 +164,7 @@ def hourly_runs(session: Session, now: datetime | None = None, hours: int = 24) 
     )
     buckets = {start + timedelta(hours=i): {"succeeded": 0, "failed": 0, "other": 0} for i in range(hours)}
     for hour, status, count in rows:
-        key = hour.astimezone(UTC)
+        key = hour.replace(tzinfo=UTC)
         if key not in buckets:
             continue
         kind = "succeeded" if status == "succeeded" else "failed" if status in FAILED_STATUSES else "other"
