@@ -39,8 +39,17 @@ def test_tokens_create_list_revoke(db: str, wfctl: Any) -> None:
     assert (missing.code, missing.err.strip()) == (2, "error: token: no token named 'nope'")
 
 
-def test_changes_made_with_wfctl_on_the_database_are_audited(db: str, queues: Any, wfctl: Any, tmp_path: Path) -> None:
+def test_changes_made_with_wfctl_on_the_database_are_audited(
+    db: str, queues: Any, wfctl: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.core.crypto import generate_key
+
     seed(db)
+    monkeypatch.setenv("INTEGRATION_ENCRYPTION_KEY", generate_key())
+    credential = tmp_path / "cred.json"
+    credential.write_text('{"type": "bearer", "token": "t0ken-never-in-the-audit"}')
+    assert wfctl("integrations", "set", "items-api", "-f", str(credential)).code == 0
+    assert wfctl("integrations", "rotate-key").code == 0
     workflow = tmp_path / "w.yaml"
     workflow.write_text("name: other\nsteps:\n  - {id: a, type: log, with: {message: hi}}\n")
     assert wfctl("workflows", "apply", "-f", str(workflow)).code == 0
@@ -61,7 +70,10 @@ def test_changes_made_with_wfctl_on_the_database_are_audited(db: str, queues: An
         ("schedule.pause", "every"),
         ("schedule.create", "every"),
         ("workflow.create", "other"),
+        ("integration.rotate_key", "*"),
+        ("integration.create", "items-api"),
     ]
+    assert "t0ken-never-in-the-audit" not in json.dumps(rows)
     only = wfctl("audit", "list", "--kind", "schedule", "--target", "every", "-o", "json").json()
     assert {r["target"] for r in only} == {"every"}
     table = wfctl("audit", "list")
