@@ -11,6 +11,7 @@ from pathlib import Path
 import pulumi
 
 from infra import aws_access, config, providers
+from infra.console import Console, ConsoleArgs
 from infra.dispatcher import Dispatcher, DispatcherArgs
 from infra.images import Images, ImagesArgs, source_fingerprint
 from infra.namespace import RuntimeNamespace, RuntimeNamespaceArgs
@@ -127,9 +128,29 @@ Spawner(
     in_cluster,
 )
 
+console = Console(
+    "console",
+    ConsoleArgs(
+        namespace=namespace.name,
+        image=image_refs["console"],
+        queue_url=queue.queue_url,
+        dlq_url=queue.dlq_url,
+        database_secret_name=platform_secrets.database_secret_name,
+        session_secret_key=stack.console.secret_key
+        or config.derived_console_secret_key(stack.integration_encryption_key),
+        aws_access=access.console,
+        replicas=stack.console.replicas,
+        ingress=stack.console.ingress,
+    ),
+    in_cluster,
+)
+
 pulumi.export("queueUrl", queue.queue_url)
 pulumi.export("dlqUrl", queue.dlq_url)
 pulumi.export("namespace", namespace.name)
 pulumi.export("runnerTemplateName", runner.template_name)
+pulumi.export("consoleService", console.service_name)
+if console.url is not None:
+    pulumi.export("consoleUrl", console.url)
 for service, ref in image_refs.items():
     pulumi.export(f"{service}Image", ref)

@@ -1,4 +1,4 @@
-"""How the dispatcher's and the spawner's pods authenticate to SQS, per stack.
+"""How the dispatcher's, the spawner's and the console's pods authenticate to SQS, per stack.
 
 - `localstack`: an explicit endpoint (boto3 honours AWS_ENDPOINT_URL) and dummy keys delivered
   through a Secret.
@@ -37,6 +37,7 @@ class AwsAccess:
 class ServiceAccess:
     dispatcher: AwsAccess
     spawner: AwsAccess
+    console: AwsAccess
 
 
 def localstack_access(
@@ -75,7 +76,7 @@ def service_access(
         local = localstack_access(
             aws_config.region, aws_config.localstack.endpoint_url, aws_credentials_secret_name
         )
-        return ServiceAccess(dispatcher=local, spawner=local)
+        return ServiceAccess(dispatcher=local, spawner=local, console=local)
 
     assert aws_config.irsa is not None  # guaranteed by infra.config.load
     irsa = aws_config.irsa
@@ -103,7 +104,13 @@ def service_access(
         contract.SPAWNER_SERVICE_ACCOUNT,
         iam_policies.spawner_policy(queue_arn, dlq_arn),
     )
+    console_role = role(
+        "console-role",
+        contract.CONSOLE_SERVICE_ACCOUNT,
+        iam_policies.console_policy(queue_arn, dlq_arn),
+    )
     return ServiceAccess(
         dispatcher=irsa_access(aws_config.region, dispatcher_role.role_arn),
         spawner=irsa_access(aws_config.region, spawner_role.role_arn),
+        console=irsa_access(aws_config.region, console_role.role_arn),
     )

@@ -9,6 +9,7 @@ and never read configuration themselves, which keeps them testable and reusable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,8 +19,8 @@ import pulumi
 
 PROJECT = "workflow-runtime"
 
-#: The three services, in the order images are built and exported. Each is a Dockerfile target.
-SERVICES: tuple[str, ...] = ("dispatcher", "spawner", "runner")
+#: The services, in the order images are built and exported. Each is a Dockerfile target.
+SERVICES: tuple[str, ...] = ("dispatcher", "spawner", "runner", "console")
 
 #: LocalStack's conventional dummy credential, for both the key id and the secret key.
 LOCALSTACK_DUMMY_CREDENTIAL = "test"
@@ -35,6 +36,7 @@ _MIN_VISIBILITY_TIMEOUT = 30
 
 
 _E = TypeVar("_E", bound=StrEnum)
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 
 
 class InvalidConfigError(pulumi.RunError):
@@ -123,6 +125,23 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleIngressConfig:
+    """The console's Ingress: a host, and the TLS Secret (in the namespace) to serve it with."""
+
+    host: str
+    tls_secret: str | None
+    class_name: str | None
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    replicas: int
+    ingress: ConsoleIngressConfig | None
+    #: Signs console session cookies; None derives one from the integration encryption key.
+    secret_key: pulumi.Output[str] | None
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything the program needs from one stack, typed and validated."""
 
@@ -137,6 +156,7 @@ class StackConfig:
     runner_resources: ResourceSpec
     database_url: pulumi.Output[str]
     integration_encryption_key: pulumi.Output[str]
+    console: ConsoleConfig
 
 
 def _optional(config: pulumi.Config, key: str) -> str | None:
@@ -232,6 +252,38 @@ def _load_images(config: pulumi.Config, aws_mode: AwsMode) -> ImageConfig:
     )
 
 
+def _load_console(config: pulumi.Config) -> ConsoleConfig:
+    host = _optional(config, "consoleIngressHost")
+    tls_secret = _optional(config, "consoleIngressTlsSecret")
+    if tls_secret and not host:
+        raise InvalidConfigError("consoleIngressTlsSecret", "needs consoleIngressHost")
+    if host and not _HOST.match(host):
+        raise InvalidConfigError("consoleIngressHost", f"must be a DNS name (console.example.com), got {host!r}")
+    ingress = None
+    if host:
+        ingress = ConsoleIngressConfig(
+            host=host, tls_secret=tls_secret, class_name=_optional(config, "consoleIngressClass")
+        )
+    return ConsoleConfig(
+        replicas=_int_in_range(config, "consoleReplicas", 2, 1, 20),
+        ingress=ingress,
+        secret_key=config.get_secret("consoleSecretKey"),
+    )
+
+
+def derived_console_secret_key(integration_encryption_key: pulumi.Output[str]) -> pulumi.Output[str]:
+    """A session-signing key derived from the integration key (HMAC-SHA256 with a fixed label),
+    so a stack without `consoleSecretKey` still gives every console replica the same key."""
+    import hashlib
+    import hmac
+
+    return pulumi.Output.secret(
+        integration_encryption_key.apply(
+            lambda key: hmac.new(key.encode(), b"workflow-runtime console sessions", hashlib.sha256).hexdigest()
+        )
+    )
+
+
 def load() -> StackConfig:
     """Read and validate the current stack's configuration.
 
@@ -257,4 +309,5 @@ def load() -> StackConfig:
         ),
         database_url=config.require_secret("databaseUrl"),
         integration_encryption_key=config.require_secret("integrationEncryptionKey"),
+        console=_load_console(config),
     )

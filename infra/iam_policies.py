@@ -7,7 +7,10 @@ without AWS. Each service role can do only what that service does with SQS:
 - spawner: receive, delete and extend visibility on the work queue, and send to the DLQ (the
   spawner dead-letters messages it cannot parse).
 
-Operators' `wfctl dlq list/redrive` run with the operator's own credentials, not these roles.
+- console: send to the work queue (run now, backfill, redrive) and read, delete and return
+  messages on the DLQ (list, redrive).
+
+Operators' `wfctl dlq list/redrive` against SQS directly run with the operator's own credentials.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ SPAWNER_QUEUE_ACTIONS = [
     "sqs:ReceiveMessage",
 ]
 SPAWNER_DLQ_ACTIONS = ["sqs:SendMessage"]
+CONSOLE_QUEUE_ACTIONS = ["sqs:GetQueueAttributes", "sqs:SendMessage"]
+CONSOLE_DLQ_ACTIONS = [
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+]
 
 
 def _statement(sid: str, actions: list[str], resource: pulumi.Input[str]) -> dict[str, Any]:
@@ -43,6 +53,16 @@ def spawner_policy(queue_arn: pulumi.Input[str], dlq_arn: pulumi.Input[str]) -> 
         "Statement": [
             _statement("ConsumeWorkQueue", SPAWNER_QUEUE_ACTIONS, queue_arn),
             _statement("DeadLetterUnprocessable", SPAWNER_DLQ_ACTIONS, dlq_arn),
+        ],
+    }
+
+
+def console_policy(queue_arn: pulumi.Input[str], dlq_arn: pulumi.Input[str]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _statement("EnqueueRuns", CONSOLE_QUEUE_ACTIONS, queue_arn),
+            _statement("InspectAndRedriveDeadLetters", CONSOLE_DLQ_ACTIONS, dlq_arn),
         ],
     }
 

@@ -104,6 +104,18 @@ class ChannelType(StrEnum):
 
 
 # ---------------------------------------------------------------------------------------------
+# Access (docs/console.md): what an API token may do; each role includes the ones before it.
+
+
+class Role(StrEnum):
+    """What an API token may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+# ---------------------------------------------------------------------------------------------
 # Workflows and runs: defaults and size limits.
 
 DEFAULT_TIMEOUT_SECONDS = 300
@@ -172,3 +184,7 @@ RUNNER_SERVICE_ACCOUNT = "workflow-runner"
 DATABASE_SECRET = "workflow-runtime-database"
 ENCRYPTION_KEY_SECRET = "workflow-runtime-encryption-key"
 AWS_CREDENTIALS_SECRET = "workflow-runtime-aws-credentials"
+CONSOLE_DEPLOYMENT = "workflow-console"
+CONSOLE_SERVICE = "workflow-console"
+CONSOLE_SERVICE_ACCOUNT = "workflow-console"
+CONSOLE_SECRET = "workflow-runtime-console"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from services.cli.context import database
+from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.db.models import ExecutionStatus
 from services.core.errors import NotFoundError, UserError
@@ -31,6 +32,10 @@ def list_(
     """List executions, newest first."""
     if status is not None and status not in {s.value for s in ExecutionStatus}:
         raise UserError("status", f"{status!r} is not one of {', '.join(s.value for s in ExecutionStatus)}")
+    if (api := remote_api()) is not None:
+        rows = api.get("/executions", workflow=workflow, status=status, limit=min(limit, 200))["items"]
+        emit_rows(rows, COLUMNS, output)
+        return
     with database() as session:
         workflow_id = get_workflow(session, workflow).id if workflow else None
         rows = [execution_summary(e) for e in list_executions(session, workflow_id, status, limit)]
@@ -40,6 +45,9 @@ def list_(
 @app.command("show")
 def show(execution_id: str, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Show one execution with its steps."""
+    if (api := remote_api()) is not None:
+        emit_object(api.get(f"/executions/{execution_id}"), output)
+        return
     with database() as session:
         execution = find_execution(session, execution_id)
         if execution is None:

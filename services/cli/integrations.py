@@ -9,6 +9,7 @@ import typer
 
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+from services.core.audit import cli_actor
 from services.core.credentials import validate_credential
 from services.core.crypto import generate_key, keyring_from_env
 from services.core.errors import UserError
@@ -42,7 +43,7 @@ def set_(
     credential = validate_credential(load_document(_read(file), source=str(file)), field="file")
     keyring = keyring_from_env()
     with database() as session:
-        created = set_integration(session, name, credential, keyring)
+        created = set_integration(session, name, credential, keyring, actor=cli_actor())
     typer.echo(f"integration {name} {'created' if created else 'updated'} ({credential['type']})")
 
 
@@ -62,7 +63,7 @@ def rotate() -> None:
     """
     keyring = keyring_from_env()
     with database() as session:
-        count = rotate_key(session, keyring)
+        count = rotate_key(session, keyring, actor=cli_actor())
         channels = rotate_channels(session, keyring)
     suffix = f" and {channels} channel{'s' if channels != 1 else ''}" if channels else ""
     typer.echo(f"re-encrypted {count} integration{'s' if count != 1 else ''}{suffix} under the first key")

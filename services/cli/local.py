@@ -29,6 +29,8 @@ def up(
     demo_port: int = typer.Option(8099, "--demo-port", help="Port of the demo API the examples call"),
     concurrency: int = typer.Option(4, "--concurrency", help="Runs executed at once"),
     view: bool = typer.Option(True, "--view/--no-view", help="Live view (default on a terminal)"),
+    console_port: int = typer.Option(8080, "--console-port", help="Port of the web console on 127.0.0.1 (0: any free)"),
+    console: bool = typer.Option(True, "--console/--no-console", help="Serve the web console and API"),
 ) -> None:
     """Start Postgres and SQS (embedded unless DATABASE_URL / QUEUE_URL are set), the dispatcher and the spawner."""
     from rich.console import Console
@@ -45,7 +47,7 @@ def up(
         LocalOptions(
             state_dir=state_dir, reset=reset, tick_seconds=tick_seconds, sqs_port=sqs_port, demo_port=demo_port,
             examples_dir=examples_dir if examples else None, concurrency=concurrency,
-            view=view and sys.stdout.isatty(),
+            view=view and sys.stdout.isatty(), console_port=console_port if console else None,
         )
     )
 

@@ -22,7 +22,7 @@ USAGE_ERROR = 2
 SERVICE_ERROR = 1
 # Failures of the services we talk to (unreachable database or queue, refused request): one
 # line for the user, not a traceback. Matched by module so the runner never imports boto3.
-_SERVICE_ERROR_MODULES = ("botocore.", "sqlalchemy.exc", "psycopg", "services.core.queue", "urllib3.")
+_SERVICE_ERROR_MODULES = ("botocore.", "sqlalchemy.exc", "psycopg", "services.core.queue", "urllib3.", "httpx.")
 
 
 def _is_service_error(error: Exception) -> bool:
@@ -39,6 +39,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from services.cli import (
+        audit,
         channels,
         db,
         dispatch,
@@ -50,7 +51,9 @@ def build_app() -> typer.Typer:
         notifications,
         run,
         schedules,
+        serve,
         spawn,
+        tokens,
         workflows,
     )
 
@@ -70,10 +73,13 @@ def build_app() -> typer.Typer:
     app.add_typer(channels.app, name="channels")
     app.add_typer(notifications.app, name="notifications")
     app.add_typer(local.app, name="local")
+    app.add_typer(tokens.app, name="tokens")
+    app.add_typer(audit.app, name="audit")
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)
     app.command("spawn")(spawn.spawn)
     app.command("execute")(execute.execute)
+    app.command("serve")(serve.serve)
     return app
 
 

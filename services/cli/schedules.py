@@ -6,7 +6,9 @@ import typer
 
 from services.cli.context import database, work_queue
 from services.cli.json_option import parse_json_option
+from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.core.audit import cli_actor
 from services.core.db.models import Catchup, Overlap
 from services.core.inputs import parse_input
 from services.dispatcher import schedules as service
@@ -50,7 +52,7 @@ def create(
         notify=parse_json_option(notify_json, "notify"),
     )
     with database() as session:
-        schedule = service.create_schedule(session, spec)
+        schedule = service.create_schedule(session, spec, actor=cli_actor())
         data = service.schedule_summary(schedule)
     if output == OutputFormat.JSON:
         emit_object(data, output)
@@ -61,6 +63,9 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
     """List schedules."""
+    if (api := remote_api()) is not None:
+        emit_rows(api.get("/schedules")["items"], LIST_COLUMNS, output)
+        return
     with database() as session:
         rows = [service.schedule_summary(s) for s in service.list_schedules(session)]
     emit_rows(rows, LIST_COLUMNS, output)
@@ -69,6 +74,9 @@ def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
 @app.command("show")
 def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Show one schedule."""
+    if (api := remote_api()) is not None:
+        emit_object(api.get(f"/schedules/{name}", count=5), output)
+        return
     with database() as session:
         data = service.schedule_summary(service.get_schedule(session, name))
     emit_object(data, output)
@@ -77,16 +85,23 @@ def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
 @app.command("pause")
 def pause(name: str) -> None:
     """Pause a schedule: it fires nothing until resumed."""
+    if (api := remote_api()) is not None:
+        typer.echo(api.post(f"/schedules/{name}/pause")["message"])
+        return
     with database() as session:
-        service.pause_schedule(session, name)
+        service.pause_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} paused")
 
 
 @app.command("resume")
 def resume(name: str) -> None:
     """Resume a schedule from now (times missed while paused are not run)."""
+    if (api := remote_api()) is not None:
+        result = api.post(f"/schedules/{name}/resume")
+        typer.echo(f"{result['message']}; next run at {result['next_run_at']}")
+        return
     with database() as session:
-        schedule = service.resume_schedule(session, name)
+        schedule = service.resume_schedule(session, name, actor=cli_actor())
         next_run = schedule.next_run_at
     typer.echo(f"schedule {name} resumed; next run at {next_run:%Y-%m-%dT%H:%M:%SZ}")
 
@@ -95,7 +110,7 @@ def resume(name: str) -> None:
 def delete(name: str) -> None:
     """Delete a schedule (its execution history stays)."""
     with database() as session:
-        service.delete_schedule(session, name)
+        service.delete_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} deleted")
 
 
@@ -123,8 +138,11 @@ def backfill(
     end: str = typer.Option(..., "--to", help="End of the range (ISO-8601, inclusive)"),
 ) -> None:
     """Enqueue every fire time in a range; ones that already ran are not run again."""
+    if (api := remote_api()) is not None:
+        typer.echo(api.post(f"/schedules/{name}/backfill", {"from": start, "to": end})["message"])
+        return
     with database() as session:
-        result = service.backfill_schedule(session, work_queue(), name, start, end)
+        result = service.backfill_schedule(session, work_queue(), name, start, end, actor=cli_actor())
     typer.echo(
         f"backfill {name}: {result.fire_times} fire times, {result.sent} enqueued, "
         f"{result.already_ran} already ran"

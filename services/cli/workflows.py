@@ -8,6 +8,7 @@ import typer
 
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.core.audit import cli_actor
 from services.core.errors import UserError
 from services.core.workflows import apply_workflow, get_workflow, list_workflows, parse_workflow
 
@@ -30,7 +31,7 @@ def apply(
             raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
     definition = parse_workflow(text, source=str(file))
     with database() as session:
-        workflow, created = apply_workflow(session, definition)
+        workflow, created = apply_workflow(session, definition, actor=cli_actor())
         typer.echo(f"workflow {workflow.name} {'created' if created else 'applied'} (version {workflow.version})")
 
 

@@ -22,3 +22,7 @@ class NotFoundError(UserError):
 
 class ConfigError(Exception):
     """The service is misconfigured (a missing or malformed environment variable)."""
+
+
+class ConflictError(UserError):
+    """The change clashes with what exists (a name already taken)."""

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.core import audit
 from services.core.credentials import Credential, seal, unseal
 from services.core.crypto import Keyring
 from services.core.db.models import Integration
@@ -27,7 +28,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def set_integration(session: Session, name: str, credential: Credential, keyring: Keyring) -> bool:
+def set_integration(
+    session: Session, name: str, credential: Credential, keyring: Keyring, *, actor: str = audit.SYSTEM_ACTOR
+) -> bool:
     """Create or replace an integration; returns True when it was created."""
     check_name(name)
     existing = session.scalar(select(Integration).where(Integration.name == name).with_for_update())
@@ -35,10 +38,12 @@ def set_integration(session: Session, name: str, credential: Credential, keyring
     if existing is None:
         session.add(Integration(name=name, type=credential["type"], ciphertext=ciphertext))
         session.flush()
+        audit.record(session, actor, "integration.create", "integration", name, {"type": credential["type"]})
         return True
     existing.type = credential["type"]
     existing.ciphertext = ciphertext
     existing.updated_at = datetime.now(UTC)
+    audit.record(session, actor, "integration.update", "integration", name, {"type": credential["type"]})
     return False
 
 
@@ -58,7 +63,7 @@ def read_integration(session: Session, name: str, keyring: Keyring) -> Credentia
     return unseal(row.ciphertext, keyring, name)
 
 
-def rotate_key(session: Session, keyring: Keyring) -> int:
+def rotate_key(session: Session, keyring: Keyring, *, actor: str = audit.SYSTEM_ACTOR) -> int:
     """Re-encrypt every integration under the first key; returns how many.
 
     All rows or none: one that no key decrypts raises before anything is committed.
@@ -69,4 +74,5 @@ def rotate_key(session: Session, keyring: Keyring) -> int:
         row.ciphertext = keyring.rotate(bytes(row.ciphertext), what=f"integration {row.name!r}")
         row.updated_at = now
     session.flush()
+    audit.record(session, actor, "integration.rotate_key", "integration", "*", {"count": len(rows)})
     return len(rows)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.contract import DEFAULT_TIMEOUT_SECONDS
+from services.core import audit
 from services.core.db.models import Workflow
 from services.core.durations import parse_duration
 from services.core.errors import NotFoundError, UserError
@@ -107,7 +108,9 @@ def parse_workflow(text: str, source: str = "workflow") -> dict[str, Any]:
     return validate_workflow(load_document(text, source))
 
 
-def apply_workflow(session: Session, definition: dict[str, Any]) -> tuple[Workflow, bool]:
+def apply_workflow(
+    session: Session, definition: dict[str, Any], *, actor: str = audit.SYSTEM_ACTOR
+) -> tuple[Workflow, bool]:
     """Create or update a workflow by name; returns (workflow, created)."""
     existing = session.scalar(select(Workflow).where(Workflow.name == definition["name"]).with_for_update())
     if existing is None:
@@ -119,12 +122,14 @@ def apply_workflow(session: Session, definition: dict[str, Any]) -> tuple[Workfl
         )
         session.add(workflow)
         session.flush()
+        audit.record(session, actor, "workflow.create", "workflow", workflow.name, {"version": 1})
         return workflow, True
     if existing.definition != definition:
         existing.definition = definition
         existing.timeout_seconds = definition["timeout_seconds"]
         existing.version += 1
         existing.updated_at = datetime.now(UTC)
+        audit.record(session, actor, "workflow.update", "workflow", existing.name, {"version": existing.version})
     return existing, False
 
 

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.core import cron
+from services.core import audit, cron
 from services.core.db.models import Catchup, Execution, Overlap, Schedule, Trigger
-from services.core.errors import NotFoundError, UserError
+from services.core.errors import ConflictError, NotFoundError, UserError
 from services.core.inputs import check_input
 from services.core.messages import schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
@@ -61,7 +61,9 @@ def _check_name(name: str) -> None:
         raise UserError("name", f"{name!r} must be lowercase letters, digits, '-', '_' or '.'")
 
 
-def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None = None) -> Schedule:
+def create_schedule(
+    session: Session, spec: ScheduleSpec, now: datetime | None = None, *, actor: str = audit.SYSTEM_ACTOR
+) -> Schedule:
     """Validate every field first, then insert; nothing is written when any field is bad."""
     _check_name(spec.name)
     expression = cron.validate_expression(spec.cron)
@@ -78,7 +80,7 @@ def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None =
     notify = validate_settings(spec.notify, "notify")
     workflow = get_workflow(session, spec.workflow)
     if session.scalar(select(Schedule.id).where(Schedule.name == spec.name)) is not None:
-        raise UserError("name", f"a schedule named {spec.name!r} already exists")
+        raise ConflictError("name", f"a schedule named {spec.name!r} already exists")
     current = (now or datetime.now(UTC)).astimezone(UTC)
     schedule = Schedule(
         name=spec.name,
@@ -96,6 +98,10 @@ def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None =
     )
     session.add(schedule)
     session.flush()
+    audit.record(
+        session, actor, "schedule.create", "schedule", schedule.name,
+        {"workflow": workflow.name, "cron": expression, "timezone": spec.timezone, "enabled": spec.enabled},
+    )
     return schedule
 
 
@@ -113,14 +119,18 @@ def list_schedules(session: Session) -> list[Schedule]:
     return list(session.scalars(select(Schedule).order_by(Schedule.name)))
 
 
-def pause_schedule(session: Session, name: str) -> Schedule:
+def pause_schedule(session: Session, name: str, *, actor: str = audit.SYSTEM_ACTOR) -> Schedule:
     schedule = get_schedule(session, name, for_update=True)
-    schedule.enabled = False
-    schedule.updated_at = datetime.now(UTC)
+    if schedule.enabled:
+        schedule.enabled = False
+        schedule.updated_at = datetime.now(UTC)
+        audit.record(session, actor, "schedule.pause", "schedule", name)
     return schedule
 
 
-def resume_schedule(session: Session, name: str, now: datetime | None = None) -> Schedule:
+def resume_schedule(
+    session: Session, name: str, now: datetime | None = None, *, actor: str = audit.SYSTEM_ACTOR
+) -> Schedule:
     """Resume from now: fire times that passed while paused are not replayed."""
     schedule = get_schedule(session, name, for_update=True)
     current = (now or datetime.now(UTC)).astimezone(UTC)
@@ -128,11 +138,13 @@ def resume_schedule(session: Session, name: str, now: datetime | None = None) ->
         schedule.enabled = True
         schedule.next_run_at = cron.next_fire_time(schedule.cron, schedule.timezone, current)
         schedule.updated_at = current
+        audit.record(session, actor, "schedule.resume", "schedule", name, {"next_run_at": _iso(schedule.next_run_at)})
     return schedule
 
 
-def delete_schedule(session: Session, name: str) -> None:
+def delete_schedule(session: Session, name: str, *, actor: str = audit.SYSTEM_ACTOR) -> None:
     schedule = get_schedule(session, name, for_update=True)
+    audit.record(session, actor, "schedule.delete", "schedule", name)
     session.execute(delete(Schedule).where(Schedule.id == schedule.id))
 
 
@@ -178,7 +190,14 @@ class BackfillResult:
 
 
 def backfill_schedule(
-    session: Session, queue: Queue, name: str, start_text: str, end_text: str, now: datetime | None = None
+    session: Session,
+    queue: Queue,
+    name: str,
+    start_text: str,
+    end_text: str,
+    now: datetime | None = None,
+    *,
+    actor: str = audit.SYSTEM_ACTOR,
 ) -> BackfillResult:
     """Enqueue every fire time in [start, end], whatever the catch-up window says.
 
@@ -206,7 +225,15 @@ def backfill_schedule(
         OutgoingMessage(body=schedule_message(schedule, t, Trigger.BACKFILL).to_json()) for t in to_send
     ]
     sent = queue.send_batch(messages)
+    audit.record(
+        session, actor, "schedule.backfill", "schedule", name,
+        {"from": _iso(start), "to": _iso(end), "fire_times": len(times), "sent": sent, "already_ran": len(existing)},
+    )
     return BackfillResult(fire_times=len(times), sent=sent, already_ran=len(existing))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def schedule_summary(schedule: Schedule) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.core import audit
 from services.core.db.models import TERMINAL_STATUSES, Execution, Trigger
 from services.core.executions import RETRYABLE_STATUSES, next_retry_time, retry_delay_seconds
 from services.core.inputs import check_input
@@ -19,7 +20,14 @@ from services.core.queue import OutgoingMessage, Queue
 from services.core.workflows import DEFAULT_RETRY, DEFAULT_TIMEOUT_SECONDS, get_workflow
 
 
-def trigger_manual_run(session: Session, queue: Queue, workflow_name: str, payload: dict[str, Any]) -> RunMessage:
+def trigger_manual_run(
+    session: Session,
+    queue: Queue,
+    workflow_name: str,
+    payload: dict[str, Any],
+    *,
+    actor: str = audit.SYSTEM_ACTOR,
+) -> RunMessage:
     workflow = get_workflow(session, workflow_name)
     message = RunMessage(
         trigger=Trigger.MANUAL,
@@ -27,6 +35,7 @@ def trigger_manual_run(session: Session, queue: Queue, workflow_name: str, paylo
         workflow_id=workflow.id,
         input=check_input(payload),
     )
+    audit.record(session, actor, "workflow.run", "workflow", workflow.name, {"dedup_key": message.dedup_key})
     queue.send(OutgoingMessage(body=message.to_json()))
     return message
 

@@ -48,6 +48,8 @@ class LocalOptions:
     examples_dir: Path | None = None
     concurrency: int = 4
     view: bool = True
+    #: The console's port on 127.0.0.1 (0 picks a free one); None leaves the console off.
+    console_port: int | None = 8080
 
 
 @dataclass
@@ -62,6 +64,8 @@ class LocalPlatform:
     demo: Any = None
     spawner: subprocess.Popen[bytes] | None = None
     spawner_started_at: float = 0.0
+    console: Any = None
+    console_sign_in_url: str | None = None
     stop_requested: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -115,6 +119,8 @@ class LocalPlatform:
                 say(line)
         self._start_spawner()
         say(f"spawner: pid {self.spawner.pid if self.spawner else '-'}, local launcher")
+        if self.options.console_port is not None:
+            self._start_console(database_url, say)
 
     def child_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
@@ -135,6 +141,19 @@ class LocalPlatform:
             command, env=self.child_env(), stdout=logs, stderr=logs, start_new_session=True
         )
         self.spawner_started_at = time.monotonic()
+
+    def _start_console(self, database_url: str, say: Callable[[str], None]) -> None:
+        """The console on 127.0.0.1, in this process, with a fresh admin token for this run."""
+        from services.console.server import start_in_thread
+        from services.core.settings import ConsoleSettings
+        from services.local.console import fresh_admin_token
+
+        settings = ConsoleSettings.from_env({**os.environ, **self.env})
+        self.console = start_in_thread(settings, database_url, "127.0.0.1", self.options.console_port or 0)
+        token = fresh_admin_token(database_url)
+        # The token rides in the URL's fragment: browsers never send it to the server or its logs.
+        self.console_sign_in_url = f"{self.console.url}/login#token={token}"
+        say(f"console: {self.console.url}/ (sign in: {self.console_sign_in_url})")
 
     # --- run -----------------------------------------------------------------------------
 
@@ -181,6 +200,8 @@ class LocalPlatform:
                 say("stopping: spawner did not finish in time; stopping it")
         if self.spawner is not None:
             self._stop_group(self.spawner.pid)
+        if self.console is not None:
+            self.console.stop()
         if self.demo is not None:
             self.demo.shutdown()
         if self.sqs is not None and "QUEUE_URL" in self.env:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from services.core import audit
 from services.core.queue import OutgoingMessage, Queue, ReceivedMessage
 
 REASON_ATTRIBUTE = "reason"
@@ -117,4 +120,12 @@ def redrive(dlq: Queue, work_queue: Queue, limit: int = MAX_MESSAGES) -> int:
         work_queue.send_batch([OutgoingMessage(body=message.body) for message in batch])
         failed = dlq.delete_batch([message.receipt_handle for message in batch])
         moved += len(batch) - len(failed)
+    return moved
+
+
+def redrive_recorded(session: Session, dlq: Queue, work_queue: Queue, actor: str) -> int:
+    """`redrive`, with its audit row in `session` (the queues are not transactional, so the row
+    records what actually moved)."""
+    moved = redrive(dlq, work_queue)
+    audit.record(session, actor, "dlq.redrive", "dlq", "dlq", {"moved": moved})
     return moved

@@ -1,7 +1,8 @@
 """The dependency rules of the layout (README, Layout): imports point down, never in a cycle.
 
-contract ← core ← notify ← {dispatcher, spawner, runtime, console} ← {cli, local}. Notify sits
-just above core because the services write its outbox events in their own transactions. The contract
+contract ← core ← notify ← {dispatcher, spawner, runtime} ← console ← {cli, local}. Notify sits
+just above core because the services write its outbox events in their own transactions; the
+console sits above the services because its actions call the same service functions as wfctl. The contract
 is standard library only (infra/ and the runner import it); core imports no service; the runner
 never imports the Kubernetes client or boto3 (it starts once per run and must stay light).
 """
@@ -25,7 +26,7 @@ LAYER: dict[str, float] = {
     "spawner": 2,
     "runtime": 2,
     "notify": 1.5,
-    "console": 2,
+    "console": 2.5,
     "cli": 3,
     "local": 3,
 }

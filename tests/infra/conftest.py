@@ -37,6 +37,7 @@ def prebuilt_run() -> ProgramRun:
         dispatcherImage="registry.example/wr/dispatcher@sha256:" + "a" * 64,
         spawnerImage="registry.example/wr/spawner@sha256:" + "b" * 64,
         runnerImage="registry.example/wr/runner@sha256:" + "c" * 64,
+        consoleImage="registry.example/wr/console@sha256:" + "d" * 64,
     )
     return run_program(config, stack="ci")
 

@@ -71,7 +71,7 @@ def keys_read_by_load() -> set[str]:
         if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
             keys.add(argument.value)
         elif isinstance(argument, ast.JoinedStr):  # f"{service}Image"
-            keys.update(f"{service}Image" for service in ("dispatcher", "spawner", "runner"))
+            keys.update(f"{service}Image" for service in ("dispatcher", "spawner", "runner", "console"))
     return keys
 
 

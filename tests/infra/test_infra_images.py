@@ -55,7 +55,7 @@ def test_workloads_use_the_built_refs(any_run: ProgramRun) -> None:
     refs = {service: any_run.exports[f"{service}Image"] for service in SERVICES}
     template = any_run.one("kubernetes:core/v1:PodTemplate").props
     cron_job = any_run.one("kubernetes:batch/v1:CronJob").props
-    deployment = any_run.one("kubernetes:apps/v1:Deployment").props
+    deployment = any_run.one("kubernetes:apps/v1:Deployment", "spawner-deployment").props
     assert template["template"]["spec"]["containers"][0]["image"] == refs["runner"]
     assert (
         cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]

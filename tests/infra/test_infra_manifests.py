@@ -45,6 +45,8 @@ EXPECTED_KINDS = {
     "PodTemplate",
     "CronJob",
     "Deployment",
+    "Service",
+    "PodDisruptionBudget",
 }
 
 

@@ -70,7 +70,7 @@ def test_binding_grants_the_role_to_the_spawner_only(any_run: ProgramRun) -> Non
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "workflow-spawner", "namespace": namespace}
     ]
-    spawner_pod = any_run.one("kubernetes:apps/v1:Deployment").props["spec"]["template"]["spec"]
+    spawner_pod = any_run.one("kubernetes:apps/v1:Deployment", "spawner-deployment").props["spec"]["template"]["spec"]
     assert spawner_pod["serviceAccountName"] == "workflow-spawner"
 
 
@@ -79,6 +79,6 @@ def test_other_service_accounts_have_no_token_and_no_binding(any_run: ProgramRun
         r.props["metadata"]["name"]: r.props
         for r in any_run.of_type("kubernetes:core/v1:ServiceAccount")
     }
-    assert set(accounts) == {"workflow-dispatcher", "workflow-spawner", "workflow-runner"}
-    for name in ("workflow-dispatcher", "workflow-runner"):
+    assert set(accounts) == {"workflow-dispatcher", "workflow-spawner", "workflow-runner", "workflow-console"}
+    for name in ("workflow-dispatcher", "workflow-runner", "workflow-console"):
         assert accounts[name]["automountServiceAccountToken"] is False

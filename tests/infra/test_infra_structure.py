@@ -18,6 +18,7 @@ EXPECTED_COMPONENTS = {
     "Spawner",
     "RunnerTemplate",
     "Images",
+    "Console",
 }
 
 
@@ -164,5 +165,7 @@ def test_exports(any_run: ProgramRun) -> None:
         "dispatcherImage",
         "spawnerImage",
         "runnerImage",
+        "consoleImage",
+        "consoleService",
     }
     assert all(isinstance(value, str) and value for value in any_run.exports.values())

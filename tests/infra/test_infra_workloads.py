@@ -27,7 +27,7 @@ def cron_job(any_run: ProgramRun) -> dict[str, Any]:
 
 @pytest.fixture
 def deployment(any_run: ProgramRun) -> dict[str, Any]:
-    return any_run.one(DEPLOYMENT).props
+    return any_run.one(DEPLOYMENT, "spawner-deployment").props
 
 
 # --- dispatcher ----------------------------------------------------------------------------
@@ -71,12 +71,12 @@ def test_dispatcher_container(any_run: ProgramRun, cron_job: dict[str, Any]) -> 
 
 
 def test_deployment_replicas_default_to_one(local_run: ProgramRun) -> None:
-    assert local_run.one(DEPLOYMENT).props["spec"]["replicas"] == 1
+    assert local_run.one(DEPLOYMENT, "spawner-deployment").props["spec"]["replicas"] == 1
 
 
 def test_deployment_replicas_come_from_config(production_run: ProgramRun) -> None:
     # docs/Pulumi.production.example.yaml sets spawnerReplicas: 2
-    assert production_run.one(DEPLOYMENT).props["spec"]["replicas"] == 2
+    assert production_run.one(DEPLOYMENT, "spawner-deployment").props["spec"]["replicas"] == 2
 
 
 def test_replicas_are_validated() -> None:
@@ -132,9 +132,11 @@ def test_spawner_environment(any_run: ProgramRun, deployment: dict[str, Any]) ->
     assert pod["serviceAccountName"] == "workflow-spawner"
 
 
-@pytest.mark.parametrize("kind", [CRON_JOB, DEPLOYMENT])
-def test_workloads_are_restricted(any_run: ProgramRun, kind: str) -> None:
-    props = any_run.one(kind).props
+@pytest.mark.parametrize(
+    ("kind", "name"), [(CRON_JOB, None), (DEPLOYMENT, "spawner-deployment"), (DEPLOYMENT, "console-deployment")]
+)
+def test_workloads_are_restricted(any_run: ProgramRun, kind: str, name: str | None) -> None:
+    props = any_run.one(kind, name).props
     pod = (
         props["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         if kind == CRON_JOB
@@ -153,7 +155,7 @@ def test_workloads_are_restricted(any_run: ProgramRun, kind: str) -> None:
 
 def test_local_services_reach_localstack(local_run: ProgramRun) -> None:
     for kind in (CRON_JOB, DEPLOYMENT):
-        props = local_run.one(kind).props
+        props = local_run.one(kind, "spawner-deployment" if kind == DEPLOYMENT else None).props
         pod = (
             props["spec"]["jobTemplate"]["spec"]["template"]["spec"]
             if kind == CRON_JOB
@@ -175,7 +177,7 @@ def test_local_services_reach_localstack(local_run: ProgramRun) -> None:
 
 def test_production_services_have_no_static_credentials(production_run: ProgramRun) -> None:
     for kind in (CRON_JOB, DEPLOYMENT):
-        props = production_run.one(kind).props
+        props = production_run.one(kind, "spawner-deployment" if kind == DEPLOYMENT else None).props
         pod = (
             props["spec"]["jobTemplate"]["spec"]["template"]["spec"]
             if kind == CRON_JOB

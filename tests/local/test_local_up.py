@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -63,7 +65,8 @@ class LocalUp:
         self.log = (state_dir.parent / f"up-{uuid.uuid4().hex[:6]}.log").open("w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "local", "up", "--state-dir", str(state_dir),
-             "--tick-seconds", "2", "--no-view", "--sqs-port", "0", "--demo-port", "0", "--examples"],
+             "--tick-seconds", "2", "--no-view", "--sqs-port", "0", "--demo-port", "0", "--console-port", "0",
+             "--examples"],
             cwd=ROOT, env=_env(marker), stdout=self.log, stderr=subprocess.STDOUT,
         )
 
@@ -139,6 +142,16 @@ def test_local_up_runs_scheduled_and_manual_runs_stops_cleanly_and_resumes(tmp_p
         assert [(s["id"], s["status"]) for s in shown["steps"]] == [("hello", "succeeded"), ("shout", "succeeded")]
         assert shown["steps"][0]["output"] == "hello manual"
         platform.wait_for("succeeded")  # the status lines report it too
+
+        # The console on 127.0.0.1, with a sign-in link holding a fresh admin token.
+        link = re.search(r"sign in: (http://127\.0\.0\.1:\d+)/login#token=(wfr_\S+)\)", platform.output())
+        assert link is not None, platform.output()
+        console_url, token = link.groups()
+        whoami = httpx.get(f"{console_url}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert whoami.json()["role"] == "admin"
+        page = httpx.get(f"{console_url}/api/v1/executions", params={"workflow": "greet"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert manual["id"] in {item["id"] for item in page.json()["items"]}
 
         # A failing run is retried by the platform (dispatcher → spawner → runner) up to its limit.
         failing = tmp_path / "failing.yaml"

@@ -1,4 +1,5 @@
-"""The tables: workflows, schedules, executions, step runs, integrations and notifications.
+"""The tables: workflows, schedules, executions, step runs, integrations, notifications, API tokens
+and audit events.
 
 Every timestamp is a UTC `timestamptz`. Enumerations are stored as text with CHECK constraints so
 the database itself refuses a status the code does not know.
@@ -39,6 +40,7 @@ from services.contract import (  # noqa: F401  (re-exported: the tables' vocabul
     NotificationEvent,
     NotificationStatus,
     Overlap,
+    Role,
     StepStatus,
     Trigger,
 )
@@ -273,3 +275,37 @@ class LateDeadline(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # `late` when a notification was written, `succeeded`/`skipped`/`cancelled` otherwise.
     outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class ApiToken(Base):
+    """A named bearer token for the operator API and console; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # hex SHA-256 of the token: the token has 256 bits of entropy, so no salt or slow hash is needed.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """One change made through the API, the console or wfctl: who, what, which object, when."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_target", "target_kind", "target", "at"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(253))
+    action: Mapped[str] = mapped_column(String(64))
+    target_kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(253))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,6 +1,6 @@
 """notifications: channels, the outbox, late deadlines, schedule rules
 
-Revision ID: 0004_notifications
+Revision ID: 0002_notifications
 Revises: 0001
 Create Date: 2026-11-29 09:45:00
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0004_notifications'
+revision = '0002_notifications'
 down_revision = '0001'
 branch_labels = None
 depends_on = None

@@ -1,0 +1,63 @@
+"""Remote wfctl: with WFCTL_API_URL and WFCTL_TOKEN set, operator commands go through the API.
+
+Operators then never hold DATABASE_URL or queue credentials; their token's role decides what
+they may do, and the server records each change under the token's name. API errors come back
+as the same one-line `error: field: message` (exit 2) as local ones.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from services.core.errors import NotFoundError, UserError
+
+TIMEOUT_SECONDS = 30.0
+
+
+class RemoteApi:
+    def __init__(self, base_url: str, token: str) -> None:
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "wfctl"},
+            timeout=TIMEOUT_SECONDS,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, f"/api/v1{path}", **kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body)
+
+
+def _error(response: httpx.Response) -> UserError:
+    try:
+        error = response.json()["error"]
+        field, message = error.get("field"), str(error.get("message"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        field, message = None, f"HTTP {response.status_code} from the API"
+    if response.status_code in (401, 403):
+        return UserError("WFCTL_TOKEN", message)
+    if response.status_code == 404:
+        return NotFoundError(field or "api", message)
+    return UserError(field or "api", message)
+
+
+def remote_api(env: dict[str, str] | None = None) -> RemoteApi | None:
+    """The API to use instead of the database, or None when WFCTL_API_URL is not set."""
+    values = os.environ if env is None else env
+    url = (values.get("WFCTL_API_URL") or "").strip()
+    if not url:
+        return None
+    token = (values.get("WFCTL_TOKEN") or "").strip()
+    if not token:
+        raise UserError("WFCTL_TOKEN", "is not set (WFCTL_API_URL is; create one with `wfctl tokens create`)")
+    return RemoteApi(url, token)

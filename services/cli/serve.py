@@ -1,0 +1,23 @@
+"""`wfctl serve`: the operator API and web console (docs/console.md)."""
+
+from __future__ import annotations
+
+import typer
+
+from services.cli.context import settings
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a container)"),
+    port: int = typer.Option(8080, "--port", help="Port to listen on"),
+) -> None:
+    """Serve the API (/api/v1, docs at /api/docs) and the console until stopped."""
+    from services.console.server import serve_forever
+    from services.core.settings import ConsoleSettings
+
+    console_settings = ConsoleSettings.from_env()
+    database_url = settings().require_database_url()
+    if console_settings.secret_key_generated:
+        typer.echo("note: CONSOLE_SECRET_KEY is not set; sign-ins last as long as this process", err=True)
+    typer.echo(f"console: http://{host}:{port}/ (API docs at /api/docs)", err=True)
+    serve_forever(console_settings, database_url, host, port)

@@ -1,0 +1,1 @@
+"""The operator API and web console (SPEC §9): `wfctl serve`."""

@@ -1,0 +1,241 @@
+"""Security of the console: authentication everywhere, CSRF, cookie flags, no secrets, audit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from services.console.app import create_app
+from services.core.crypto import generate_key, keyring_from_value
+from services.core.db.models import ApiToken, Schedule
+from services.core.db.session import session_factory
+from services.core.integrations import set_integration
+from services.core.settings import ConsoleSettings
+from tests.console.conftest import SECRET_KEY, Console, start_console
+
+PUBLIC = {"/healthz", "/readyz", "/login"}
+SECRET_VALUE = "s3cret-credential-value-never-shown"
+
+
+def routes() -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, with sample values for path parameters."""
+    from services.console import api, web
+
+    app = create_app(ConsoleSettings.from_env({"CONSOLE_SECRET_KEY": SECRET_KEY}), "postgresql://unused/db")
+    found = []
+    # The app's own routes, and the routers it includes (with their prefixes).
+    for route in [*app.routes, *api.router.routes, *web.router.routes]:
+        path = getattr(route, "path", "")
+        for method in sorted(getattr(route, "methods", None) or []):
+            if method == "HEAD":
+                continue
+            if not path:
+                continue
+            sample = re.sub(r"\{[^}]+\}", "nightly", path)
+            found.append((method, sample))
+    return found
+
+
+@contextmanager
+def signed_in(console: Console, role: str) -> Iterator[httpx.Client]:
+    """A client that signed in through the sign-in form, as a browser does."""
+    with console.client() as client:
+        page = client.get("/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        response = client.post("/login", data={"token": console.tokens[role], "csrf_token": csrf.group(1), "next": "/"})
+        assert response.status_code == 303, response.text
+        yield client
+
+
+def page_csrf(client: httpx.Client, path: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert match is not None
+    return match.group(1)
+
+
+def enabled(console: Console) -> bool:
+    with session_factory(console.database_url)() as session:
+        return bool(session.scalar(select(Schedule.enabled).where(Schedule.name == "nightly")))
+
+
+def test_nothing_is_reachable_without_a_token_but_health(console: Console) -> None:
+    checked = 0
+    with console.client() as anonymous:
+        for method, path in routes():
+            if path in PUBLIC or path.startswith("/static"):
+                continue
+            response = anonymous.request(method, path)
+            checked += 1
+            if path.startswith("/api/") or path == "/metrics":
+                assert response.status_code == 401, (method, path, response.status_code)
+                assert response.json()["error"]["message"]
+            elif method == "GET":
+                assert response.status_code == 303 and response.headers["location"].startswith("/login"), (method, path)
+            else:
+                assert response.status_code in {303, 401, 403}, (method, path, response.status_code)
+                assert response.status_code != 303 or response.headers["location"].startswith("/login")
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/api/v1/workflows", headers={"Authorization": "Bearer wfr_wrong"}).status_code == 401
+        assert anonymous.get("/api/v1/workflows", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert checked > 25
+    assert enabled(console)
+
+
+def test_console_forms_need_the_csrf_token(console: Console) -> None:
+    with signed_in(console, "operator") as browser:
+        refused = browser.post("/actions/schedule.pause/nightly", data={"next": "/schedules/nightly"})
+        assert refused.status_code == 403
+        assert enabled(console)
+        wrong = browser.post("/actions/schedule.pause/nightly", data={"csrf_token": "forged"})
+        assert wrong.status_code == 403
+        assert enabled(console)
+        # A cookie alone never changes anything over the API either.
+        assert browser.post("/api/v1/schedules/nightly/pause").status_code == 401
+        assert enabled(console)
+        csrf = page_csrf(browser, "/schedules/nightly")
+        accepted = browser.post("/actions/schedule.pause/nightly", data={"csrf_token": csrf, "next": "/schedules/nightly"})
+        assert accepted.status_code == 303 and accepted.headers["location"] == "/schedules/nightly"
+        assert not enabled(console)
+        assert "schedule nightly paused" in browser.get("/schedules/nightly").text
+        assert browser.post("/logout", data={}).status_code == 403
+    with console.client() as anonymous:
+        assert anonymous.post("/login", data={"token": console.tokens["admin"]}).status_code == 403
+
+
+def test_a_viewer_cannot_act_through_the_console_either(console: Console) -> None:
+    with signed_in(console, "viewer") as browser:
+        csrf = page_csrf(browser, "/")
+        response = browser.post("/actions/schedule.pause/nightly", data={"csrf_token": csrf})
+        assert response.status_code == 403
+        assert browser.get("/tokens").status_code == 403
+    assert enabled(console)
+
+
+def test_session_cookie_flags_and_revocation(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = console.client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+    assert csrf is not None
+    response = client.post("/login", data={"token": console.tokens["viewer"], "csrf_token": csrf.group(1)})
+    cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith("wfr_session="))
+    flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite", "path"} <= flags
+    assert re.search(r"samesite=(lax|strict)", cookie, re.I)
+    assert console.tokens["viewer"] not in cookie
+    assert client.get("/").status_code == 200
+    # A revoked token ends its console sessions at once.
+    with session_factory(console.database_url)() as session, session.begin():
+        session.execute(ApiToken.__table__.update().where(ApiToken.name == "viewer-token").values(revoked_at=ApiToken.created_at))
+    assert client.get("/").status_code == 303
+    # A tampered cookie is no session.
+    client.cookies.set("wfr_session", cookie.split(";")[0].split("=", 1)[1][:-2] + "xx")
+    assert client.get("/").status_code == 303
+    client.close()
+
+
+def test_secure_cookie_flag_when_configured(db: str, queues: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.console.conftest import seed
+
+    tokens = seed(db)
+    server = start_console(db, monkeypatch, CONSOLE_SECURE_COOKIES="1")
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            page = client.get("/login")
+            login_cookie = page.headers["set-cookie"]
+            assert "secure" in login_cookie.lower()
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert csrf is not None
+            # A client over plain HTTP does not send Secure cookies back: send it by hand.
+            response = client.post(
+                "/login", data={"token": tokens["admin"], "csrf_token": csrf.group(1)},
+                headers={"Cookie": login_cookie.split(";")[0]},
+            )
+            cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith("wfr_session="))
+            assert "secure" in cookie.lower()
+    finally:
+        server.stop()
+
+
+def test_sign_in_never_redirects_off_site(console: Console) -> None:
+    with console.client() as client:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert csrf is not None
+        response = client.post(
+            "/login", data={"token": console.tokens["viewer"], "csrf_token": csrf.group(1), "next": "//evil.example/x"}
+        )
+        assert response.headers["location"] == "/"
+
+
+def test_secrets_never_appear_in_any_page_or_response(console: Console, queues: Any) -> None:
+    with session_factory(console.database_url)() as session, session.begin():
+        set_integration(session, "items-api", {"type": "bearer", "token": SECRET_VALUE}, keyring_from_value(generate_key()))
+        hashes = list(session.scalars(select(ApiToken.token_hash)))
+    forbidden = [SECRET_VALUE, SECRET_KEY, *hashes, console.tokens["viewer"], console.tokens["operator"]]
+    bodies: list[str] = []
+    with signed_in(console, "admin") as browser:
+        for path in ("/", "/workflows", "/workflows/greet", "/schedules", "/schedules/nightly", "/executions", "/dlq",
+                     "/integrations", "/audit", "/tokens", "/api/docs"):
+            response = browser.get(path)
+            assert response.status_code == 200, path
+            bodies.append(response.text)
+            bodies.extend(f"{k}: {v}" for k, v in response.headers.items())
+    with console.client("admin") as api:
+        for path in ("/api/v1/workflows", "/api/v1/workflows/greet", "/api/v1/schedules", "/api/v1/schedules/nightly",
+                     "/api/v1/executions", "/api/v1/integrations", "/api/v1/tokens", "/api/v1/audit", "/api/v1/dlq",
+                     "/metrics", "/api/openapi.json", "/api/v1/whoami"):
+            response = api.get(path)
+            assert response.status_code == 200, path
+            bodies.append(response.text)
+    for body in bodies:
+        for secret in forbidden:
+            assert secret not in body
+
+
+def test_trusted_user_header_is_off_by_default_and_on_when_configured(
+    db: str, queues: Any, console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with console.client() as client:
+        assert client.get("/api/v1/whoami", headers={"X-Forwarded-User": "alice"}).status_code == 401
+    server = start_console(db, monkeypatch, CONSOLE_TRUSTED_USER_HEADER="X-Forwarded-User", CONSOLE_TRUSTED_USER_ROLE="operator")
+    try:
+        with httpx.Client(base_url=server.url, headers={"X-Forwarded-User": "alice"}) as client:
+            assert client.get("/api/v1/whoami").json() == {"name": "alice", "role": "operator", "actor": "proxy:alice"}
+            assert client.post("/api/v1/schedules/nightly/pause").status_code == 200
+            assert client.get("/").status_code == 200
+            assert client.get("/tokens").status_code == 403
+    finally:
+        server.stop()
+    assert [(e.actor, e.action) for e in console.audit_rows()][-1] == ("proxy:alice", "schedule.pause")
+
+
+def test_console_actions_and_token_creation_are_audited(console: Console, queues: Any) -> None:
+    before = console.audit_count()
+    with signed_in(console, "admin") as browser:
+        csrf = page_csrf(browser, "/schedules/nightly")
+        for action, target, data in (
+            ("schedule.pause", "nightly", {}),
+            ("schedule.resume", "nightly", {}),
+            ("workflow.run", "greet", {"input": '{"who": "form"}'}),
+        ):
+            response = browser.post(f"/actions/{action}/{target}", data={"csrf_token": csrf, **data})
+            assert response.status_code == 303
+        created = browser.post("/tokens", data={"csrf_token": csrf, "name": "made-in-console", "role": "viewer"})
+        assert created.status_code == 201
+        assert re.search(r"wfr_[A-Za-z0-9_-]{43}", created.text)
+        bad = browser.post("/actions/workflow.run/greet", data={"csrf_token": csrf, "input": "{not json"})
+        assert bad.status_code == 303
+        assert "input: is not valid JSON" in browser.get(bad.headers["location"]).text
+    rows = [(e.actor, e.action, e.target) for e in console.audit_rows()[before:]]
+    assert rows == [
+        ("token:admin-token", "schedule.pause", "nightly"),
+        ("token:admin-token", "schedule.resume", "nightly"),
+        ("token:admin-token", "workflow.run", "greet"),
+        ("token:admin-token", "token.create", "made-in-console"),
+    ]
+    assert len(queues.drain()) == 1
