@@ -31,6 +31,7 @@ from services.spawner.launchers.base import Launcher
 from services.spawner.message_handler import Checkpoint, MessageHandler
 from services.spawner.metrics import SpawnerMetrics
 from services.spawner.reconciler import Reconciler
+from services.spawner.run_control import RunControl
 from services.spawner.runner_template import (
     DEFAULT_TEMPLATE_NAME,
     DEFAULT_TEMPLATE_PATH,
@@ -173,7 +174,8 @@ def build_spawner(config: SpawnConfig, settings: Settings) -> SpawnerParts:
         visibility_timeout=visibility,
         max_receive_count=max_receives,
     )
-    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options)
+    run_control = RunControl(database_url, sessions, handler, launcher, sweep_seconds=config.reconcile_seconds)
+    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options, run_control)
     health = None
     if config.health_port is not None:
         health = HealthServer(
