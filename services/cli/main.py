@@ -46,6 +46,7 @@ def build_app() -> typer.Typer:
         executions,
         integrations,
         local,
+        pools,
         run,
         schedules,
         spawn,
@@ -65,6 +66,7 @@ def build_app() -> typer.Typer:
     app.add_typer(executions.app, name="executions")
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(dlq.app, name="dlq")
+    app.add_typer(pools.app, name="pools")
     app.add_typer(local.app, name="local")
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)
