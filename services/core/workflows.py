@@ -44,11 +44,21 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def load_document(text: str, source: str = "workflow") -> Any:
     """Parse YAML (a superset of JSON) into Python data; a syntax error names the source."""
     try:
-        return yaml.safe_load(text)
+        return _on_keys(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(source, f"not valid YAML or JSON{where}") from None
+
+
+def _on_keys(value: Any) -> Any:
+    """YAML 1.1 reads a bare `on` key (a step retry's `on: [...]`) as the boolean true: take it
+    back as the string "on"; no mapping key of a workflow is meant to be a boolean."""
+    if isinstance(value, dict):
+        return {("on" if key is True else key): _on_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_on_keys(item) for item in value]
+    return value
 
 
 def validate_workflow(document: Any) -> dict[str, Any]:
