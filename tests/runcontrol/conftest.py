@@ -85,3 +85,7 @@ def counting_server() -> Iterator[CountingServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# The spawner's fixtures (a kmock emulator, a spawner in a thread) are shared with these tests.
+from tests.spawner.conftest import emulator, emulator_server, start_spawner, workflow  # noqa: E402, F401
