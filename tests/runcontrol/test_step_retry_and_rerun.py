@@ -28,7 +28,7 @@ steps:
 """
 
 
-def test_a_step_that_fails_twice_then_succeeds_is_one_execution_with_three_attempts(db, counting_server):
+def test_a_step_that_fails_twice_then_succeeds_is_one_execution_with_three_attempts(db, counting_server, wfctl):
     code, execution, steps = _run(db, flaky_workflow(f"{counting_server.url}/fail/2/a"))
     assert (code, execution.status) == (0, "succeeded")
     with session_factory(db)() as session:
@@ -42,6 +42,8 @@ def test_a_step_that_fails_twice_then_succeeds_is_one_execution_with_three_attem
     # The same Idempotency-Key on every attempt, so the server can tell they are one request.
     keys = [key for path, key, _ in counting_server.requests]
     assert len(keys) == 3 and keys[0] and len(set(keys)) == 1
+    shown = wfctl("executions", "show", str(execution.id), "--output", "json").json()
+    assert shown["steps"][0]["attempts"] == 3 and len(shown["steps"][0]["attempt_errors"]) == 2
 
 
 def test_a_failure_the_retry_does_not_name_is_not_retried(db, counting_server):
