@@ -153,3 +153,30 @@ def test_cancelling_a_finished_run_is_a_one_line_error(db, workflow, wfctl):
     assert row(db, execution.id).cancel_requested_by is None
     missing = wfctl("executions", "cancel", str(uuid.uuid4()))
     assert missing.code == 2 and missing.err.startswith("error: execution: no execution")
+
+
+def test_the_runner_notices_a_cancel_request_by_itself(db, counting_server):
+    """With no spawner to delete its Job, the runner still stops: it looks for the request
+    once a second during a step, and records the run and its steps `cancelled`."""
+    from services.core.executions import cancel_execution
+    from tests.runtime.conftest import seed
+    from tests.runtime.test_signals_and_retries import start_runner, wait_for_step
+
+    seeded = seed(db, THREE_STEPS.format(url=counting_server.url))
+    process = start_runner(db, seeded)
+    try:
+        wait_for_step(db, seeded.execution_id, "nap", process)
+        with session_factory(db)() as session:
+            assert cancel_execution(session, seeded.execution_id, "ops-bot").action == "requested"
+            session.commit()
+        code = process.wait(timeout=5)
+    finally:
+        process.kill()
+        process.communicate()
+    assert code == 1
+    execution = row(db, seeded.execution_id)
+    assert (execution.status, execution.error) == ("cancelled", "cancelled by ops-bot during step 'nap'")
+    assert [step_status(db, seeded.execution_id, s) for s in ("first", "nap", "last")] == [
+        "succeeded", "cancelled", "cancelled",
+    ]
+    assert counting_server.count("/count/last") == 0
