@@ -22,8 +22,9 @@ get an idempotency key that is the same for every attempt and every retry of one
 
 The execution's output is the output of the last step that ran (skipped steps do not count).
 
-Exit status: 0 succeeded or nothing to do (not claimable), 1 failed or timed out, 2 bad
-configuration (a missing variable), 143 stopped by SIGTERM.
+Exit status: 0 succeeded or nothing to do (not claimable), 1 failed, timed out, or cancelled
+on a request the runner saw itself, 2 bad configuration (a missing variable), 143 stopped by
+SIGTERM (a deadline, an eviction, or a cancel that deleted the Job).
 """
 
 from __future__ import annotations
