@@ -154,6 +154,7 @@ class MessageHandler:
                 self.launch_admitted(other)
         if execution_id in admitted:
             return True
+        self.metrics.queued.inc()
         log.info(f"execution queued: {reason}", extra=extra)
         return None
 
@@ -174,6 +175,7 @@ class MessageHandler:
                 extra={"execution_id": str(execution_id), "error": str(error)},
             )
             return False
+        self.metrics.admitted.inc()
         return True
 
     def _launch(self, execution: Execution, workflow: Workflow) -> bool:

@@ -68,6 +68,7 @@ class RunControl:
         `cancelled` on its SIGTERM. Deleting a Job that does not exist is no error."""
         try:
             self.launcher.delete(job_name(execution_id))
+            self.handler.metrics.cancel_stops.inc()
             log.info("cancelled run's Job deleted", extra={"execution_id": str(execution_id)})
         except LaunchError as error:
             log.warning(

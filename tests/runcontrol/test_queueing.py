@@ -117,6 +117,9 @@ def test_a_pool_is_shared_by_workflows_and_shown_by_pools_list(db, queues, emula
 
     finish(db, by_key(db)[first.dedup_key].id)
     assert wait_for(lambda: job_name(waiting.id) in emulator.jobs(), timeout=5)
+    metrics = spawner.parts.metrics
+    assert wait_for(lambda: metrics.admitted._value.get() == 1)
+    assert metrics.queued._value.get() == 1
     spawner.stop()
 
 
