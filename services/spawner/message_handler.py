@@ -143,7 +143,9 @@ class MessageHandler:
         with self.session_maker() as session:
             skipped = admission.enqueue(session, execution_id, pool, overlap)
             admitted = [] if skipped else admission.promote(session)
-            reason = session.scalar(select(Execution.queued_reason).where(Execution.id == execution_id))
+            status, reason = session.execute(
+                select(Execution.status, Execution.queued_reason).where(Execution.id == execution_id)
+            ).one()
             session.commit()
         if skipped:
             self.metrics.skipped.inc()
@@ -154,6 +156,9 @@ class MessageHandler:
                 self.launch_admitted(other)
         if execution_id in admitted:
             return True
+        if status != ExecutionStatus.QUEUED:  # cancelled while its message was being handled
+            log.info(f"execution is {status}; not queued", extra=extra)
+            return None
         self.metrics.queued.inc()
         log.info(f"execution queued: {reason}", extra=extra)
         return None
