@@ -21,10 +21,13 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     BACKFILL = "backfill"
+    RERUN = "rerun"
 
 
 class ExecutionStatus(StrEnum):
     PENDING = "pending"
+    #: Held back by a concurrency limit, a pool or a buffering overlap (services.spawner.admission).
+    QUEUED = "queued"
     STARTING = "starting"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -45,8 +48,10 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
     }
 )
 ACTIVE_STATUSES: frozenset[str] = frozenset(
-    {ExecutionStatus.PENDING, ExecutionStatus.STARTING, ExecutionStatus.RUNNING}
+    {ExecutionStatus.PENDING, ExecutionStatus.QUEUED, ExecutionStatus.STARTING, ExecutionStatus.RUNNING}
 )
+#: The statuses that hold a concurrency slot (a limit, a pool, a buffering schedule).
+SLOT_STATUSES: frozenset[str] = frozenset({ExecutionStatus.STARTING, ExecutionStatus.RUNNING})
 #: The statuses a runner may claim an execution from (a Job is created after `pending`).
 CLAIMABLE_STATUSES: tuple[str, ...] = (ExecutionStatus.PENDING, ExecutionStatus.STARTING)
 
@@ -58,6 +63,8 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    #: Not run again: a re-run from a later step copied this step's recorded output.
+    REUSED = "reused"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,6 +81,9 @@ class Overlap(StrEnum):
     ALLOW = "allow"
     SKIP = "skip"
     REPLACE = "replace"
+    #: Temporal's semantics: wait `queued` behind the running one (one waiting at most / all).
+    BUFFER_ONE = "buffer_one"
+    BUFFER_ALL = "buffer_all"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,25 +1,39 @@
-"""`wfctl executions`: the run history."""
+"""`wfctl executions`: the run history, and run control (cancel, re-run)."""
 
 from __future__ import annotations
 
+import getpass
+
 import typer
 
-from services.cli.context import database
+from services.cli.context import database, work_queue
 from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.db.models import ExecutionStatus
 from services.core.errors import NotFoundError, UserError
 from services.core.executions import (
+    cancel_execution,
     execution_detail,
     execution_summary,
     find_execution,
     list_executions,
 )
+from services.core.inputs import parse_input
 from services.core.workflows import get_workflow
 
 app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)
 
-COLUMNS = ["id", "workflow", "trigger", "status", "attempt", "scheduled_for", "created_at", "duration_seconds"]
+COLUMNS = [
+    "id", "workflow", "trigger", "status", "attempt", "scheduled_for", "created_at", "duration_seconds", "reason",
+]
+
+
+def who() -> str:
+    """The operating-system user, recorded as who cancelled."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container
+        return "unknown"
 
 
 @app.command("list")
@@ -54,3 +68,42 @@ def show(execution_id: str, output: OutputFormat = OUTPUT_OPTION) -> None:
             raise NotFoundError("execution", f"no execution with id {execution_id!r}")
         data = execution_detail(execution)
     emit_object(data, output)
+
+
+@app.command("cancel")
+def cancel(execution_id: str) -> None:
+    """Cancel a run that has not finished (a running one is stopped within seconds)."""
+    with database() as session:
+        execution = find_execution(session, execution_id)
+        if execution is None:
+            raise NotFoundError("execution", f"no execution with id {execution_id!r}")
+        outcome = cancel_execution(session, execution.id, who())
+    if outcome.action == "cancelled":
+        typer.echo(f"execution {outcome.execution_id} cancelled")
+    elif outcome.action == "requested":
+        typer.echo(f"execution {outcome.execution_id} is being stopped (cancel requested by {outcome.requested_by})")
+    elif outcome.status == ExecutionStatus.CANCELLED:
+        typer.echo(f"execution {outcome.execution_id} was already cancelled")
+    else:
+        typer.echo(f"execution {outcome.execution_id} is already being stopped (by {outcome.requested_by})")
+
+
+@app.command("rerun")
+def rerun(
+    execution_id: str,
+    from_step: str | None = typer.Option(
+        None, "--from-step", help="Start at this step; earlier steps reuse their recorded outputs"
+    ),
+    input_json: str | None = typer.Option(None, "--input", help="JSON object instead of the original input"),
+) -> None:
+    """Re-run a finished execution as a new one, whole or from a step."""
+    from services.dispatcher.triggers import trigger_rerun
+
+    payload = parse_input(input_json) if input_json is not None else None
+    with database() as session:
+        execution = find_execution(session, execution_id)
+        if execution is None:
+            raise NotFoundError("execution", f"no execution with id {execution_id!r}")
+        message = trigger_rerun(session, work_queue(), execution, from_step, payload)
+    where = f" from step {from_step}" if from_step else ""
+    typer.echo(f"re-run of {execution.id}{where} enqueued ({message.dedup_key})")

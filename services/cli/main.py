@@ -49,6 +49,7 @@ def build_app() -> typer.Typer:
         integrations,
         local,
         notifications,
+        pools,
         run,
         schedules,
         serve,
@@ -72,6 +73,7 @@ def build_app() -> typer.Typer:
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(channels.app, name="channels")
     app.add_typer(notifications.app, name="notifications")
+    app.add_typer(pools.app, name="pools")
     app.add_typer(local.app, name="local")
     app.add_typer(tokens.app, name="tokens")
     app.add_typer(audit.app, name="audit")

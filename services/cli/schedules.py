@@ -27,7 +27,7 @@ def create(
     input_json: str | None = typer.Option(None, "--input", help="JSON object passed to every run"),
     catchup: str = typer.Option(Catchup.LATEST.value, "--catchup", help="latest, all or none"),
     catchup_window: int = typer.Option(86400, "--catchup-window", help="Seconds; older missed times never run"),
-    overlap: str = typer.Option(Overlap.ALLOW.value, "--overlap", help="allow, skip or replace"),
+    overlap: str = typer.Option(Overlap.ALLOW.value, "--overlap", help="allow, skip, replace, buffer_one, buffer_all"),
     jitter: int = typer.Option(0, "--jitter", help="Deterministic delay of 0..N seconds (N <= 900)"),
     paused: bool = typer.Option(False, "--paused", help="Create the schedule paused"),
     notify_json: str | None = typer.Option(

@@ -9,23 +9,41 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from services.core.db.models import (
     ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
     Execution,
     ExecutionStatus,
     Workflow,
 )
+from services.core.errors import NotFoundError, UserError
 from services.core.messages import RunMessage
 from services.core.workflows import DEFAULT_RETRY
 
 RETRYABLE_STATUSES: frozenset[str] = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
+
+#: Postgres NOTIFY channel of run control. Payloads: `ended:<id>` (a terminal transition: a
+#: concurrency slot may be free) and `cancel:<id>` (stop that run's Job). The spawner LISTENs;
+#: notifications are sent at commit, so a listener never sees a change that was rolled back.
+RUN_CONTROL_CHANNEL = "workflow_runtime_run_control"
+#: Statuses a cancel ends at once (no runner has claimed the run).
+CANCEL_AT_ONCE: tuple[str, ...] = (ExecutionStatus.PENDING, ExecutionStatus.QUEUED, ExecutionStatus.STARTING)
+
+
+def notify(session: Session, kind: str, execution_id: uuid.UUID) -> None:
+    """Tell listening spawners (at commit) about `kind` for one execution."""
+    session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": RUN_CONTROL_CHANNEL, "payload": f"{kind}:{execution_id}"},
+    )
 
 
 def now_utc() -> datetime:
@@ -48,6 +66,8 @@ def insert_execution(session: Session, message: RunMessage) -> tuple[Execution, 
             dedup_key=message.dedup_key,
             attempt=message.attempt,
             retry_of=message.retry_of,
+            rerun_of=message.rerun_of,
+            rerun_from_step=message.from_step,
             status=ExecutionStatus.PENDING.value,
             input=message.input,
         )
@@ -77,7 +97,10 @@ def transition(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    moved = result.rowcount == 1
+    if moved and to_status in TERMINAL_STATUSES:
+        notify(session, "ended", execution_id)
+    return moved
 
 
 def retry_delay_seconds(retry: dict[str, Any], attempt: int) -> float:
@@ -121,6 +144,64 @@ def finish_execution(
     if status in RETRYABLE_STATUSES:
         fields["next_retry_at"] = next_retry_time(row.definition, row.attempt, finished_at)
     return transition(session, execution_id, from_statuses, status, **fields)
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What `cancel_execution` did: `cancelled` (ended at once), `requested` (a running run is
+    being stopped), or `already` (an earlier cancel stands); `status` is the status now."""
+
+    execution_id: uuid.UUID
+    action: str
+    status: str
+    requested_by: str | None
+
+
+def cancel_execution(session: Session, execution_id: uuid.UUID, requested_by: str) -> CancelOutcome:
+    """Cancel a run that has not finished (SPEC §4, Run control); the caller commits.
+
+    Not yet running (pending, queued, starting): it ends `cancelled` now; a runner's claim then
+    fails, and the spawner deletes its Job if one was created. Running: the request (who, when)
+    is recorded and the spawner is told; it deletes the Job (or terminates the local process)
+    and the runner records `cancelled` for the run and the step in flight. Asking again is
+    harmless; cancelling a finished run is a `UserError`.
+    """
+    for _ in range(3):  # the status may move under us (a claim, a finish): look again, bounded
+        now = now_utc()
+        if transition(
+            session, execution_id, CANCEL_AT_ONCE, ExecutionStatus.CANCELLED,
+            finished_at=now, error=f"cancelled by {requested_by}",
+            cancel_requested_at=now, cancel_requested_by=requested_by, queued_reason=None,
+        ):
+            notify(session, "cancel", execution_id)
+            return CancelOutcome(execution_id, "cancelled", ExecutionStatus.CANCELLED.value, requested_by)
+        requested = session.execute(
+            update(Execution)
+            .where(
+                Execution.id == execution_id,
+                Execution.status == ExecutionStatus.RUNNING.value,
+                Execution.cancel_requested_at.is_(None),
+            )
+            .values(cancel_requested_at=now, cancel_requested_by=requested_by, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if requested:
+            notify(session, "cancel", execution_id)
+            return CancelOutcome(execution_id, "requested", ExecutionStatus.RUNNING.value, requested_by)
+        row = session.execute(
+            select(Execution.status, Execution.cancel_requested_by).where(Execution.id == execution_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError("execution", f"no execution with id {execution_id}")
+        status, by = row
+        if status == ExecutionStatus.CANCELLED or (status == ExecutionStatus.RUNNING and by is not None):
+            if status == ExecutionStatus.RUNNING:
+                notify(session, "cancel", execution_id)  # harmless; helps if a spawner missed it
+            return CancelOutcome(execution_id, "already", status, by)
+        if status in TERMINAL_STATUSES:
+            message = f"{execution_id} already ended {status}; only an unfinished run can be cancelled"
+            raise UserError("execution", message)
+    raise UserError("execution", f"{execution_id} kept changing status; try again")
 
 
 def get_execution(session: Session, execution_id: uuid.UUID) -> Execution | None:
@@ -176,6 +257,8 @@ def execution_summary(execution: Execution) -> dict[str, Any]:
         "duration_seconds": duration,
         "job_name": execution.job_name,
         "error": execution.error,
+        # Why a queued run waits (the limit, pool or schedule it waits for).
+        "reason": execution.queued_reason if execution.status == ExecutionStatus.QUEUED else None,
     }
 
 
@@ -185,7 +268,13 @@ def execution_detail(execution: Execution) -> dict[str, Any]:
         {
             "dedup_key": execution.dedup_key,
             "retry_of": execution.retry_of,
+            "rerun_of": execution.rerun_of,
+            "rerun_from_step": execution.rerun_from_step,
             "next_retry_at": execution.next_retry_at,
+            "pool": execution.pool,
+            "admitted_at": execution.admitted_at,
+            "cancel_requested_by": execution.cancel_requested_by,
+            "cancel_requested_at": execution.cancel_requested_at,
             "input": execution.input,
             "output": execution.output,
             "steps": [
@@ -193,6 +282,8 @@ def execution_detail(execution: Execution) -> dict[str, Any]:
                     "id": step.step_id,
                     "type": step.type,
                     "status": step.status,
+                    "attempts": step.attempts,
+                    "attempt_errors": step.attempt_errors,
                     "started_at": step.started_at,
                     "finished_at": step.finished_at,
                     "output": step.output,

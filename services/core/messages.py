@@ -46,6 +46,10 @@ def retry_dedup_key(execution_id: uuid.UUID, attempt: int) -> str:
     return f"retry:{execution_id}:{attempt}"
 
 
+def rerun_dedup_key(request_id: uuid.UUID) -> str:
+    return f"rerun:{request_id}"
+
+
 @dataclass(frozen=True)
 class RunMessage:
     """One request to run a workflow once."""
@@ -58,6 +62,9 @@ class RunMessage:
     attempt: int = 1
     retry_of: uuid.UUID | None = None
     input: dict[str, Any] = field(default_factory=dict)
+    #: A re-run (trigger `rerun`): the execution it re-runs, and the step it starts at (None: all).
+    rerun_of: uuid.UUID | None = None
+    from_step: str | None = None
     version: int = MESSAGE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +78,8 @@ class RunMessage:
             "attempt": self.attempt,
             "retry_of": str(self.retry_of) if self.retry_of else None,
             "input": self.input,
+            **({"rerun_of": str(self.rerun_of)} if self.rerun_of else {}),
+            **({"from_step": self.from_step} if self.from_step else {}),
         }
 
     def to_json(self) -> str:
@@ -122,6 +131,9 @@ def parse_message(raw: str) -> RunMessage:
         raise MessageError("input must be a JSON object")
     workflow_id = _uuid(body, "workflow_id", required=True)
     assert workflow_id is not None
+    from_step = body.get("from_step")
+    if from_step is not None and (not isinstance(from_step, str) or not from_step or len(from_step) > 128):
+        raise MessageError("from_step must be a step id")
     return RunMessage(
         trigger=trigger,
         dedup_key=dedup_key,
@@ -131,4 +143,6 @@ def parse_message(raw: str) -> RunMessage:
         attempt=attempt,
         retry_of=_uuid(body, "retry_of", required=trigger == Trigger.RETRY),
         input=payload,
+        rerun_of=_uuid(body, "rerun_of", required=trigger == Trigger.RERUN),
+        from_step=from_step,
     )

@@ -111,7 +111,16 @@ def parse_workflow(text: str, source: str = "workflow") -> dict[str, Any]:
 def apply_workflow(
     session: Session, definition: dict[str, Any], *, actor: str = audit.SYSTEM_ACTOR
 ) -> tuple[Workflow, bool]:
-    """Create or update a workflow by name; returns (workflow, created)."""
+    """Create or update a workflow by name; returns (workflow, created).
+
+    A `pool` must exist already (`wfctl pools set`), so a typo cannot leave runs queued forever.
+    """
+    pool = definition.get("pool")
+    if pool is not None:
+        from services.core.pools import pool_exists
+
+        if not pool_exists(session, pool):
+            raise UserError("pool", f"no pool named {pool!r} (create it with: wfctl pools set {pool} --slots N)")
     existing = session.scalar(select(Workflow).where(Workflow.name == definition["name"]).with_for_update())
     if existing is None:
         workflow = Workflow(

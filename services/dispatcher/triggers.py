@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core import audit
-from services.core.db.models import TERMINAL_STATUSES, Execution, Trigger
+from services.core.db.models import TERMINAL_STATUSES, Execution, StepRun, Trigger
+from services.core.errors import UserError
 from services.core.executions import RETRYABLE_STATUSES, next_retry_time, retry_delay_seconds
 from services.core.inputs import check_input
-from services.core.messages import RunMessage, manual_dedup_key, retry_dedup_key
+from services.core.messages import RunMessage, manual_dedup_key, rerun_dedup_key, retry_dedup_key
 from services.core.queue import OutgoingMessage, Queue
 from services.core.workflows import DEFAULT_RETRY, DEFAULT_TIMEOUT_SECONDS, get_workflow
 
@@ -36,6 +37,57 @@ def trigger_manual_run(
         input=check_input(payload),
     )
     audit.record(session, actor, "workflow.run", "workflow", workflow.name, {"dedup_key": message.dedup_key})
+    queue.send(OutgoingMessage(body=message.to_json()))
+    return message
+
+
+#: Step statuses a re-run may reuse (the runner's rule: services.runtime.store.REUSABLE).
+REUSABLE_STEP_STATUSES = ("succeeded", "skipped", "reused")
+
+
+def trigger_rerun(
+    session: Session,
+    queue: Queue,
+    execution: Execution,
+    from_step: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> RunMessage:
+    """Re-run a finished execution as a new one (trigger `rerun`), whole or from `from_step`.
+
+    With `from_step`, the steps before it are not run again: the runner records them `reused`
+    with the outputs this execution recorded, so each of them must have succeeded (or been
+    skipped) here. The input is the original's unless `payload` is given. Enqueued like a
+    manual run, so concurrency limits and pools apply.
+    """
+    if execution.status not in TERMINAL_STATUSES:
+        raise UserError("execution", f"{execution.id} is still {execution.status}; only a finished run can be re-run")
+    steps = [step["id"] for step in execution.workflow.definition.get("steps", [])]
+    if from_step is not None:
+        if from_step not in steps:
+            known = ", ".join(steps)
+            name = execution.workflow.name
+            raise UserError("from-step", f"workflow {name} has no step {from_step!r} (steps: {known})")
+        recorded = {
+            step.step_id: step.status
+            for step in session.scalars(select(StepRun).where(StepRun.execution_id == execution.id))
+        }
+        for step_id in steps[: steps.index(from_step)]:
+            status = recorded.get(step_id)
+            if status not in REUSABLE_STEP_STATUSES:
+                raise UserError(
+                    "from-step",
+                    f"step {step_id!r} before {from_step!r} has no output to reuse in execution {execution.id} "
+                    f"({status or 'it never ran'}); re-run from {step_id!r} or earlier",
+                )
+    message = RunMessage(
+        trigger=Trigger.RERUN,
+        dedup_key=rerun_dedup_key(uuid.uuid4()),
+        workflow_id=execution.workflow_id,
+        scheduled_for=execution.scheduled_for,
+        input=check_input(execution.input if payload is None else payload),
+        rerun_of=execution.id,
+        from_step=from_step,
+    )
     queue.send(OutgoingMessage(body=message.to_json()))
     return message
 

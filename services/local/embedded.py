@@ -121,12 +121,13 @@ def scratch_database(server_url: str | None, prefix: str = "wfr_scratch") -> Ite
 
     from services.core.db.migrate import upgrade
     from services.core.db.session import engine_for, session_factory
+    from services.core.settings import libpq_url
 
     with tempfile.TemporaryDirectory(prefix=f"{prefix}-pg-") as tmp:
         server = None
         if not server_url:
             server, server_url = start_postgres(Path(tmp) / "pgdata")
-        admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        admin = libpq_url(server_url)
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')

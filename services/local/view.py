@@ -59,7 +59,9 @@ def take_snapshot(env: dict[str, str]) -> Snapshot:
     return Snapshot(schedules, executions, depths[0], depths[1])
 
 
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "cyan", "skipped": "dim"}
+STATUS_STYLE = {
+    "succeeded": "green", "failed": "red", "timed_out": "red", "running": "cyan", "skipped": "dim", "queued": "yellow",
+}
 
 
 def render(snapshot: Snapshot, last_tick: str) -> Group:

@@ -12,9 +12,26 @@ from typing import Any
 
 from services.contract import DEFAULT_TIMEOUT_SECONDS
 
+#: The outcomes a step `retry` may name (services.runtime.retries classifies a failure).
+RETRY_OUTCOMES = ("error", "timeout", "http_5xx", "http_429")
+
 
 class DefinitionError(Exception):
     """The definition is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class StepRetry:
+    """A step's own `retry`: attempts inside one execution (docs/workflows.md)."""
+
+    max_attempts: int = 1
+    backoff_seconds: float = 1.0
+    backoff_multiplier: float = 2.0
+    on: frozenset[str] = frozenset(RETRY_OUTCOMES)
+
+    def delay_before(self, attempt: int) -> float:
+        """Back-off before attempt `attempt` (2, 3, …): backoff * multiplier ** (attempt - 2)."""
+        return self.backoff_seconds * self.backoff_multiplier ** max(0, attempt - 2)
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,7 @@ class StepSpec:
     condition: str | bool | None = None
     integration: str | None = None
     timeout_seconds: float | None = None
+    retry: StepRetry = field(default_factory=StepRetry)
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,27 @@ def _step(raw: Any, position: int) -> StepSpec:
     timeout = raw.get("timeout_seconds")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise DefinitionError(f"{where}.timeout_seconds: must be a positive number")
-    return StepSpec(step_id, step_type, position, params, condition, integration, timeout)
+    retry = _retry(raw.get("retry"), where)
+    return StepSpec(step_id, step_type, position, params, condition, integration, timeout, retry)
+
+
+def _retry(raw: Any, where: str) -> StepRetry:
+    if raw is None:
+        return StepRetry()
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{where}.retry: must be a mapping")
+    attempts = raw.get("max_attempts", 1)
+    backoff = raw.get("backoff_seconds", 1.0)
+    multiplier = raw.get("backoff_multiplier", 2.0)
+    on = raw.get("on", list(RETRY_OUTCOMES))
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise DefinitionError(f"{where}.retry.max_attempts: must be a positive integer")
+    for name, value, least in (("backoff_seconds", backoff, 0), ("backoff_multiplier", multiplier, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
+            raise DefinitionError(f"{where}.retry.{name}: must be a number of at least {least}")
+    if not isinstance(on, list) or not on or any(item not in RETRY_OUTCOMES for item in on):
+        raise DefinitionError(f"{where}.retry.on: must be a list of {', '.join(RETRY_OUTCOMES)}")
+    return StepRetry(attempts, float(backoff), float(multiplier), frozenset(on))
 
 
 def parse_definition(document: Any) -> WorkflowSpec:

@@ -9,17 +9,27 @@ Order of events, and why:
    its `with` rendered first. Every step leaves a step_runs row; outputs and errors are redacted
    and bounded before they are stored.
 4. Finish through `finish_execution`: succeeded, failed (the first failing step ends the run),
-   or timed_out (SIGTERM, or the workflow's own deadline). Failed and timed-out runs get a retry
-   scheduled when attempts remain. A run the spawner already cancelled stays cancelled.
+   timed_out (SIGTERM, or the workflow's own deadline), or cancelled (someone asked: `wfctl
+   executions cancel`; seen between steps, polled during a step, or as the SIGTERM of the Job's
+   deletion). Failed and timed-out runs get a retry scheduled when attempts remain. A run the
+   spawner already cancelled stays cancelled.
+
+Run control (docs/workflows.md): a step with `retry` is attempted again inside the run when its
+failure is one its `retry.on` names, after a back-off, within the workflow's deadline; every
+attempt's error is kept on the step. A re-run from step S (`rerun_from_step`) records the steps
+before S as `reused`, with the outputs the earlier execution recorded, and starts at S. Steps
+get an idempotency key that is the same for every attempt and every retry of one fire time.
 
 The execution's output is the output of the last step that ran (skipped steps do not count).
 
-Exit status: 0 succeeded or nothing to do (not claimable), 1 failed or timed out, 2 bad
-configuration (a missing variable), 143 stopped by SIGTERM.
+Exit status: 0 succeeded or nothing to do (not claimable), 1 failed, timed out, or cancelled
+on a request the runner saw itself, 2 bad configuration (a missing variable), 143 stopped by
+SIGTERM (a deadline, an eviction, or a cancel that deleted the Job).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -35,6 +45,7 @@ from services.runtime.definition import DefinitionError, StepSpec, WorkflowSpec,
 from services.runtime.interrupts import StopRequest
 from services.runtime.limits import bound_output, json_safe, one_line
 from services.runtime.redaction import Redactor, redacting_logs
+from services.runtime.retries import failure_kind, should_retry
 from services.runtime.steps.base import Step, StepCancelled, StepContext, StepError
 from services.runtime.steps.registry import StepRegistry, UnknownStepType
 from services.runtime.store import ExecutionRecord, RunStore
@@ -47,6 +58,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_SIGTERM = 143
+#: How often a running step looks for a cancel request (one primary-key read).
+CANCEL_POLL_SECONDS = 1.0
 
 
 class PreparationError(Exception):
@@ -79,6 +92,9 @@ class Run:
     store: RunStore
     stop: StopRequest
     registry: StepRegistry = field(default_factory=StepRegistry)
+    #: Who asked to cancel this run, once seen.
+    cancelled_by: str | None = None
+    _cancel_checked: float = 0.0
 
     @property
     def extra(self) -> dict[str, str]:
@@ -173,24 +189,72 @@ class Run:
         }
         deadline = time.monotonic() + workflow.timeout_seconds
         last_output: Any = None
-        for spec in workflow.steps:
-            if self.stop.requested:
-                return self.stopped_verdict(None)
+        start = 0
+        if record.rerun_from_step:
+            reused = self.reuse_steps(prepared, data)
+            if isinstance(reused, Verdict):
+                return reused
+            start, last_output = reused
+        for index in range(start, len(workflow.steps)):
+            spec = workflow.steps[index]
+            if self.stop.requested or self.cancel_seen(force=True):
+                verdict = self.stopped_verdict(None)
+                self.mark_cancelled(verdict, workflow.steps[index:])
+                return verdict
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 error = f"workflow timed out after {workflow.timeout_seconds:g}s before step {spec.id!r}"
                 return Verdict("timed_out", EXIT_FAILED, error=error)
-            verdict, output, ran = self.run_step(prepared, spec, data, remaining)
+            verdict, output, ran = self.run_step(prepared, spec, data, deadline)
             if verdict is not None:
+                self.mark_cancelled(verdict, workflow.steps[index + 1 :])
                 return verdict
             if ran:
                 last_output = output
         return Verdict("succeeded", EXIT_OK, output=bound_output(prepared.redactor.value(json_safe(last_output))))
 
+    def reuse_steps(self, prepared: Prepared, data: dict[str, Any]) -> Verdict | tuple[int, Any]:
+        """A re-run from step S: record the steps before S as `reused`, with the outputs the
+        earlier execution recorded, and put those outputs in the template context."""
+        record, steps = prepared.record, prepared.workflow.steps
+        from_step = record.rerun_from_step
+        index = next((i for i, spec in enumerate(steps) if spec.id == from_step), None)
+        if index is None or record.rerun_of is None:
+            error = f"cannot re-run from step {from_step!r}: the workflow has no such step"
+            return Verdict("failed", EXIT_FAILED, error=error)
+        recorded = self.store.recorded_steps(record.rerun_of)
+        missing = [spec.id for spec in steps[:index] if spec.id not in recorded]
+        if missing:
+            error = (
+                f"cannot re-run from step {from_step!r}: step {missing[0]!r} has no reusable output "
+                f"in execution {record.rerun_of}"
+            )
+            return Verdict("failed", EXIT_FAILED, error=error)
+        last_output: Any = None
+        for spec in steps[:index]:
+            step = recorded[spec.id]
+            stored, full = _stored(step.output)
+            self.store.record_reused(self.config.execution_id, spec.id, spec.position, spec.type, stored, full)
+            status = "skipped" if step.status == "skipped" else "succeeded"
+            data["steps"][spec.id] = with_paths({"output": step.output, "status": status}, f"steps.{spec.id}")
+            if status != "skipped":
+                last_output = step.output
+        log.info(
+            f"re-run from step {from_step!r}: {index} earlier step(s) reused from execution {record.rerun_of}",
+            extra=self.extra,
+        )
+        return index, last_output
+
+    def idempotency_key(self, record: ExecutionRecord, spec: StepSpec) -> str:
+        """The same for every attempt of the step and every retry of the run (the chain's first
+        dedup key, e.g. the fire time's), different for every step and every new request."""
+        base = record.root_dedup_key or str(record.id)
+        return hashlib.sha256(f"{base}|{spec.id}".encode()).hexdigest()[:40]
+
     def run_step(
-        self, prepared: Prepared, spec: StepSpec, data: dict[str, Any], remaining: float
+        self, prepared: Prepared, spec: StepSpec, data: dict[str, Any], deadline: float
     ) -> tuple[Verdict | None, Any, bool]:
-        """Run one step; returns (a verdict when the run ends here, the output, whether it ran)."""
+        """Run one step (its attempts); returns (a verdict when the run ends here, the output, whether it ran)."""
         execution_id = self.config.execution_id
         extra = {**self.extra, "step_id": spec.id}
         redact = prepared.redactor
@@ -209,55 +273,127 @@ class Run:
 
         step_run = self.store.start_step(execution_id, spec.id, spec.position, spec.type)
         log.info(f"step started ({spec.type})", extra=extra)
-        context = StepContext(
-            execution_id=str(execution_id),
-            step_id=spec.id,
-            workflow=prepared.workflow.name,
-            data=data,
-            credential=prepared.credentials.get(spec.integration) if spec.integration else None,
-            deny_private_networks=self.config.deny_private_networks,
-            logger=logging.LoggerAdapter(logging.getLogger("services.runtime.steps"), extra),
-        )
         step = prepared.steps[spec.id]
-        limit = remaining if spec.timeout_seconds is None else min(spec.timeout_seconds, remaining)
-        result = run_interruptible(
-            lambda: step.run(params, context), context.cancelled, limit,
-            lambda: self.stop.requested, name=f"step-{spec.id}",
-        )
-        if result.ending is Ending.STOPPED:
-            return self.stopped_verdict((step_run, spec)), None, True
-        if result.ending is Ending.TIMED_OUT:
-            own_limit = spec.timeout_seconds is not None and spec.timeout_seconds <= remaining
-            message = f"timed out after {limit:g}s"
-            self.store.end_step(step_run, "timed_out", error=message)
-            log.error(f"step {message}", extra=extra)
-            if own_limit:
-                return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} {message}"), None, True
-            timeout = prepared.workflow.timeout_seconds
-            error = f"workflow timed out after {timeout:g}s during step {spec.id!r}"
-            return Verdict("timed_out", EXIT_FAILED, error=error), None, True
-        if result.error is not None:
-            message = one_line(redact.text(_describe(result.error)))
-            failed_output = getattr(result.error, "output", None)
+        key = self.idempotency_key(prepared.record, spec)
+        attempt = 1
+        while True:
+            context = StepContext(
+                execution_id=str(execution_id),
+                step_id=spec.id,
+                workflow=prepared.workflow.name,
+                data=data,
+                credential=prepared.credentials.get(spec.integration) if spec.integration else None,
+                deny_private_networks=self.config.deny_private_networks,
+                logger=logging.LoggerAdapter(logging.getLogger("services.runtime.steps"), extra),
+                idempotency_key=key,
+                attempt=attempt,
+            )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timeout = prepared.workflow.timeout_seconds
+                self.store.end_step(step_run, "timed_out", error=f"no time left for attempt {attempt}")
+                error = f"workflow timed out after {timeout:g}s during step {spec.id!r}"
+                return Verdict("timed_out", EXIT_FAILED, error=error), None, True
+            limit = remaining if spec.timeout_seconds is None else min(spec.timeout_seconds, remaining)
+            result = run_interruptible(
+                lambda context=context: step.run(params, context), context.cancelled, limit,
+                lambda: self.stop.requested or self.cancel_seen(), name=f"step-{spec.id}",
+            )
+            if result.ending is Ending.STOPPED:
+                return self.stopped_verdict((step_run, spec)), None, True
+            if result.ending is Ending.FINISHED and result.error is None:
+                break
+            failed_output: Any = None
+            if result.ending is Ending.TIMED_OUT:
+                own_limit = spec.timeout_seconds is not None and spec.timeout_seconds <= remaining
+                message = f"timed out after {limit:g}s"
+                if not own_limit:
+                    self.store.end_step(step_run, "timed_out", error=message)
+                    log.error(f"step {message}", extra=extra)
+                    timeout = prepared.workflow.timeout_seconds
+                    error = f"workflow timed out after {timeout:g}s during step {spec.id!r}"
+                    return Verdict("timed_out", EXIT_FAILED, error=error), None, True
+                kind, status = "timeout", "timed_out"
+            else:
+                message = one_line(redact.text(_describe(result.error)))
+                failed_output = getattr(result.error, "output", None)
+                kind, status = failure_kind(result.error), "failed"
+            retrying = should_retry(spec.retry, attempt, kind)
+            delay = spec.retry.delay_before(attempt + 1)
+            if retrying and deadline - time.monotonic() <= delay:
+                retrying = False
+                message = f"{message} (no time left for attempt {attempt + 1} within the workflow's timeout)"
+            if spec.retry.max_attempts > 1:
+                self.store.record_failed_attempt(step_run, attempt, kind, message, retrying)
+            if retrying:
+                log.warning(
+                    f"step attempt {attempt} failed ({kind}): {message}; retrying in {delay:g}s", extra=extra
+                )
+                if not self.wait_backoff(delay):
+                    return self.stopped_verdict((step_run, spec)), None, True
+                attempt += 1
+                continue
             stored = bound_output(redact.value(json_safe(failed_output))) if failed_output is not None else None
-            self.store.end_step(step_run, "failed", output=stored, error=message)
+            self.store.end_step(step_run, status, output=stored, error=message)
+            if status == "timed_out":
+                log.error(f"step {message}", extra=extra)
+                return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} {message}"), None, True
             log.error(f"step failed: {message}", extra=extra, exc_info=not isinstance(result.error, StepError))
             return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
         output = json_safe(result.output)
-        self.store.end_step(step_run, "succeeded", output=bound_output(redact.value(output)))
+        stored, full = _stored(redact.value(output))
+        self.store.end_step(step_run, "succeeded", output=stored, full_output=full)
         data["steps"][spec.id] = with_paths({"output": output, "status": "succeeded"}, f"steps.{spec.id}")
-        log.info(f"step succeeded in {result.seconds:.3f}s", extra=extra)
+        attempts = f" after {attempt} attempts" if attempt > 1 else ""
+        log.info(f"step succeeded in {result.seconds:.3f}s{attempts}", extra=extra)
         return None, output, True
 
+    def wait_backoff(self, seconds: float) -> bool:
+        """Sleep between attempts; False as soon as the run is being stopped or cancelled."""
+        until = time.monotonic() + seconds
+        while True:
+            if self.stop.requested or self.cancel_seen():
+                return False
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(0.05, left))
+
+    def cancel_seen(self, force: bool = False) -> bool:
+        """Has someone asked to cancel this run? Reads the record at most once a second (or now)."""
+        if self.cancelled_by is not None:
+            return True
+        now = time.monotonic()
+        if not force and now - self._cancel_checked < CANCEL_POLL_SECONDS:
+            return False
+        self._cancel_checked = now
+        self.cancelled_by = self.store.cancel_requested_by(self.config.execution_id)
+        return self.cancelled_by is not None
+
+    def mark_cancelled(self, verdict: Verdict, specs: list[StepSpec]) -> None:
+        """A cancelled run's steps that never started are recorded `cancelled` too."""
+        if verdict.status != "cancelled":
+            return
+        for spec in specs:
+            self.store.record_step(
+                self.config.execution_id, spec.id, spec.position, spec.type, "cancelled",
+                error="not run: the execution was cancelled",
+            )
+
     def stopped_verdict(self, current: tuple[int, StepSpec] | None) -> Verdict:
-        """SIGTERM: the Job's deadline or an eviction. A run already cancelled stays cancelled."""
-        signal_name = self.stop.signal_name or "SIGTERM"
-        cancelled = self.store.status(self.config.execution_id) == "cancelled"
+        """A stop: a cancel request (polled, or the SIGTERM of the Job's deletion), or the Job's
+        deadline or an eviction (SIGTERM). A run already cancelled stays cancelled."""
         where = f" during step {current[1].id!r}" if current else ""
+        by = self.cancelled_by or self.store.cancel_requested_by(self.config.execution_id)
+        exit_code = EXIT_SIGTERM if self.stop.requested else EXIT_FAILED
+        if by is not None:
+            self.cancelled_by = by
+            if current is not None:
+                self.store.end_step(current[0], "cancelled", error=f"cancelled by {by}")
+            return Verdict("cancelled", exit_code, error=f"cancelled by {by}{where}")
+        signal_name = self.stop.signal_name or "SIGTERM"
         if current is not None:
-            step_run, _ = current
-            status = "cancelled" if cancelled else "timed_out"
-            self.store.end_step(step_run, status, error=f"stopped by {signal_name}")
+            self.store.end_step(current[0], "timed_out", error=f"stopped by {signal_name}")
         error = f"stopped by {signal_name} (deadline exceeded or pod evicted){where}"
         return Verdict("timed_out", EXIT_SIGTERM, error=error)
 
@@ -273,6 +409,12 @@ class Run:
             status = self.store.status(self.config.execution_id)
             log.warning(f"execution was already {status}; left as it is", extra=self.extra)
         return verdict.exit_code
+
+
+def _stored(value: Any) -> tuple[Any, Any]:
+    """(what the step row shows: bounded to 64 KiB, the whole value when that had to be cut)."""
+    bounded = bound_output(value)
+    return bounded, (value if bounded is not value else None)
 
 
 def _secrets(credential: Mapping[str, str]) -> list[str]:

@@ -38,6 +38,26 @@ class ExecutionRecord:
     attempt: int
     input: Any
     status: str
+    rerun_of: uuid.UUID | None = None
+    rerun_from_step: str | None = None
+    #: The dedup key of the first execution of this run's retry chain (the fire time's key for
+    #: a scheduled run): the base of the steps' idempotency keys.
+    root_dedup_key: str = ""
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """A step of an earlier execution, as a re-run reuses it."""
+
+    step_id: str
+    status: str
+    output: Any
+
+
+#: Step statuses whose recorded output a re-run may reuse.
+REUSABLE = ("succeeded", "skipped", "reused")
+#: How far back a retry chain is followed for the idempotency key's base (attempts are ≤ 20).
+MAX_CHAIN = 64
 
 
 def _json(value: Any) -> Jsonb | None:
@@ -76,12 +96,57 @@ class RunStore:
 
     def load(self, execution_id: uuid.UUID) -> ExecutionRecord | None:
         row = self._conn.execute(
+            "WITH RECURSIVE chain(id, retry_of, dedup_key, depth) AS ("
+            " SELECT id, retry_of, dedup_key, 0 FROM executions WHERE id = %s"
+            " UNION ALL SELECT p.id, p.retry_of, p.dedup_key, c.depth + 1 FROM executions p"
+            " JOIN chain c ON p.id = c.retry_of WHERE c.depth < %s) "
             "SELECT e.id, e.workflow_id, w.name, w.definition, e.trigger, e.scheduled_for, "
-            "e.attempt, e.input, e.status FROM executions e JOIN workflows w ON w.id = e.workflow_id "
-            "WHERE e.id = %s",
-            (execution_id,),
+            "e.attempt, e.input, e.status, e.rerun_of, e.rerun_from_step, "
+            "(SELECT dedup_key FROM chain ORDER BY depth DESC LIMIT 1) "
+            "FROM executions e JOIN workflows w ON w.id = e.workflow_id WHERE e.id = %s",
+            (execution_id, MAX_CHAIN, execution_id),
         ).fetchone()
         return None if row is None else ExecutionRecord(*row)
+
+    def cancel_requested_by(self, execution_id: uuid.UUID) -> str | None:
+        """Who asked to cancel this run (None: nobody). One primary-key read; polled by the runner."""
+        row = self._conn.execute(
+            "SELECT cancel_requested_by, status FROM executions WHERE id = %s", (execution_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        by, status = row
+        if by is None and status == "cancelled":
+            return "the platform"  # cancelled without a request (e.g. replaced by overlap)
+        return None if by is None else str(by)
+
+    def recorded_steps(self, execution_id: uuid.UUID) -> dict[str, RecordedStep]:
+        """The reusable steps of an earlier execution, with their full (redacted) outputs."""
+        rows = self._conn.execute(
+            "SELECT step_id, status, COALESCE(full_output, output) FROM step_runs "
+            "WHERE execution_id = %s AND status = ANY(%s)",
+            (execution_id, list(REUSABLE)),
+        ).fetchall()
+        return {str(step_id): RecordedStep(str(step_id), str(status), output) for step_id, status, output in rows}
+
+    def record_reused(
+        self, execution_id: uuid.UUID, step_id: str, position: int, step_type: str, output: Any, full_output: Any
+    ) -> None:
+        now = now_utc()
+        self._conn.execute(
+            "INSERT INTO step_runs (execution_id, step_id, position, type, status, output, full_output, "
+            "attempts, started_at, finished_at) VALUES (%s, %s, %s, %s, 'reused', %s, %s, 0, %s, %s)",
+            (execution_id, step_id, position, step_type, _json(output), _json(full_output), now, now),
+        )
+
+    def record_failed_attempt(self, step_run_id: int, attempt: int, kind: str, error: str, retrying: bool) -> None:
+        """Attempt `attempt` failed: keep its error; when the step tries again, count that attempt."""
+        entry = {"attempt": attempt, "kind": kind, "error": error, "at": now_utc().isoformat()}
+        self._conn.execute(
+            "UPDATE step_runs SET attempts = %s, attempt_errors = COALESCE(attempt_errors, '[]'::jsonb) || %s "
+            "WHERE id = %s",
+            (attempt + 1 if retrying else attempt, Jsonb([entry]), step_run_id),
+        )
 
     def integrations(self, names: Iterable[str]) -> dict[str, bytes]:
         """Ciphertext by name, for the names that exist."""
@@ -99,10 +164,13 @@ class RunStore:
         assert row is not None
         return int(row[0])
 
-    def end_step(self, step_run_id: int, status: str, output: Any = None, error: str | None = None) -> None:
+    def end_step(
+        self, step_run_id: int, status: str, output: Any = None, error: str | None = None, full_output: Any = None
+    ) -> None:
         self._conn.execute(
-            "UPDATE step_runs SET status = %s, output = %s, error = %s, finished_at = %s WHERE id = %s",
-            (status, _json(output), error, now_utc(), step_run_id),
+            "UPDATE step_runs SET status = %s, output = %s, error = %s, full_output = %s, finished_at = %s "
+            "WHERE id = %s",
+            (status, _json(output), error, _json(full_output), now_utc(), step_run_id),
         )
 
     def record_step(

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from services.core.db.models import TERMINAL_STATUSES, Execution
+from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus
 from services.core.queue import Queue, ReceivedMessage
 from services.core.settings import SpawnerSettings
 from services.notify.events import dead_lettered
@@ -35,6 +35,7 @@ from services.spawner.launchers.base import Launcher
 from services.spawner.message_handler import Disposition, MessageHandler, Result
 from services.spawner.metrics import SpawnerMetrics
 from services.spawner.reconciler import Reconciler
+from services.spawner.run_control import RunControl
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Spawner:
         heartbeat: Heartbeat,
         options: SpawnerOptions,
         sender: Sender | None = None,
+        run_control: RunControl | None = None,
     ) -> None:
         self.queue = queue
         self.dlq = dlq
@@ -125,6 +127,7 @@ class Spawner:
         self.heartbeat = heartbeat
         self.options = options
         self.sender = sender
+        self.run_control = run_control
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -135,6 +138,7 @@ class Spawner:
         self._last_receive_empty = False
         #: Set when the grace period ran out with work still in hand (the CLI then exits hard).
         self.forced = False
+        handler.on_launched = self._note_launched
 
     # -- control ------------------------------------------------------------------------------
 
@@ -154,6 +158,12 @@ class Spawner:
         with self._lock:
             return not self._in_flight and not self._acks
 
+    def _note_launched(self, execution_id: uuid.UUID) -> None:
+        """Runs launched outside a message (admitted from the queue) count for `--drain` too."""
+        if self.options.drain:
+            with self._lock:
+                self._launched[execution_id] = job_name(execution_id)
+
     def launched(self) -> dict[uuid.UUID, str]:
         with self._lock:
             return dict(self._launched)
@@ -169,6 +179,9 @@ class Spawner:
         ]
         if self.sender is not None:
             background.append(threading.Thread(target=self._notify_loop, name="notify", daemon=True))
+        if self.run_control is not None:
+            control = self.run_control
+            background.append(threading.Thread(target=lambda: control.run(self._done), name="run-control", daemon=True))
         for thread in background:
             thread.start()
         log.info(
@@ -396,10 +409,15 @@ class Spawner:
         except Exception:
             return False
         unfinished = [i for i, name in launched.items() if not self.launcher.process_ended(name)]
-        if not unfinished:
-            return True
         try:
             with self.session_maker() as session:
+                # Runs waiting for a slot are this spawner's to start once one frees.
+                queued = Execution.status == ExecutionStatus.QUEUED.value
+                waiting = session.scalar(select(Execution.id).where(queued).limit(1))
+                if waiting is not None:
+                    return False
+                if not unfinished:
+                    return True
                 statuses = session.execute(select(Execution.status).where(Execution.id.in_(unfinished))).scalars()
                 return all(status in TERMINAL_STATUSES for status in statuses)
         except SQLAlchemyError as error:  # a database outage: not drained yet, ask again later

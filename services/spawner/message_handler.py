@@ -4,6 +4,10 @@ The order is what makes redelivery and crashes harmless: insert the execution by
 then create the deterministically named Job (409 is success), then mark it `starting`, and only
 then may the caller delete the message. Whatever line the process dies on, the next delivery
 finds the same row and the same Job name and finishes the work.
+
+A run under a concurrency limit, a pool or a buffering overlap (services.spawner.admission) is
+recorded `queued` instead and its message deleted: from then on the record is the queue, and
+an admission pass (here, or in services.spawner.run_control when a slot frees) starts it.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.core.db.models import TERMINAL_STATUSES, ExecutionStatus, Schedule, Workflow
+from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus, Schedule, Workflow
 from services.core.executions import finish_execution, get_execution, insert_execution, transition
 from services.core.messages import MessageError, RunMessage, parse_message
 from services.core.queue import ReceivedMessage
 from services.notify.events import execution_finished
+from services.spawner import admission
 from services.spawner.jobs import build_job, job_name
 from services.spawner.launchers.base import Launcher, LaunchError
 from services.spawner.metrics import SpawnerMetrics
@@ -66,6 +72,8 @@ class MessageHandler:
         self.metrics = metrics
         self.max_receive_count = max_receive_count
         self.checkpoint = checkpoint or (lambda stage, execution_id: None)
+        #: Told about every execution whose Job this handler launched (`--drain` waits on them).
+        self.on_launched: Callable[[uuid.UUID], None] = lambda execution_id: None
 
     def handle(self, message: ReceivedMessage) -> Result:
         try:
@@ -79,8 +87,10 @@ class MessageHandler:
             workflow = session.get(Workflow, run.workflow_id)
             if workflow is None:
                 return Result(Disposition.DEAD_LETTER, f"workflow {run.workflow_id} does not exist")
-            if run.schedule_id is not None and session.get(Schedule, run.schedule_id) is None:
+            schedule = session.get(Schedule, run.schedule_id) if run.schedule_id is not None else None
+            if run.schedule_id is not None and schedule is None:
                 return Result(Disposition.DEAD_LETTER, f"schedule {run.schedule_id} does not exist")
+            overlap = schedule.overlap if schedule is not None else None
             execution, created = insert_execution(session, run)
             session.commit()
         extra = {"execution_id": str(execution.id), "dedup_key": run.dedup_key}
@@ -94,6 +104,8 @@ class MessageHandler:
 
         if execution.status in TERMINAL_STATUSES:
             return Result(Disposition.DONE, execution_id=execution.id)
+        if execution.status == ExecutionStatus.QUEUED:
+            return Result(Disposition.DONE, execution_id=execution.id)  # the record is its queue now
 
         if execution.status == ExecutionStatus.PENDING:
             with self.session_maker() as session:
@@ -110,36 +122,100 @@ class MessageHandler:
                     log.info("replaced run's Job deleted", extra={**extra, "job_name": name})
             except LaunchError as error:
                 return self._launch_failed(message, execution.id, error)
+            if admission.needs_admission(workflow.definition, overlap):
+                admitted = self._admit(execution.id, workflow.definition.get("pool"), overlap, extra)
+                if admitted is None:
+                    return Result(Disposition.DONE, execution_id=execution.id)
 
-        job = build_job(self.template, execution, workflow)
         try:
-            created_job = self.launcher.launch(job)
+            created_job = self._launch(execution, workflow)
         except LaunchError as error:
             return self._launch_failed(message, execution.id, error)
+        if created_job and message.sent_at_ms:
+            self.metrics.message_to_job.observe(max(0.0, time.time() - message.sent_at_ms / 1000))
+        self.checkpoint("recorded", execution.id)
+        return Result(Disposition.DONE, execution_id=execution.id, launched=True)
+
+    def _admit(
+        self, execution_id: uuid.UUID, pool: str | None, overlap: str | None, extra: dict[str, str]
+    ) -> bool | None:
+        """Queue the run and run an admission pass: True when it may start now, None when it
+        waits (or was skipped by `buffer_one`); other runs admitted by the pass are launched."""
+        with self.session_maker() as session:
+            skipped = admission.enqueue(session, execution_id, pool, overlap)
+            admitted = [] if skipped else admission.promote(session)
+            status, reason = session.execute(
+                select(Execution.status, Execution.queued_reason).where(Execution.id == execution_id)
+            ).one()
+            session.commit()
+        if skipped:
+            self.metrics.skipped.inc()
+            log.info(skipped, extra=extra)
+            return None
+        for other in admitted:
+            if other != execution_id:
+                self.launch_admitted(other)
+        if execution_id in admitted:
+            return True
+        if status != ExecutionStatus.QUEUED:  # cancelled while its message was being handled
+            log.info(f"execution is {status}; not queued", extra=extra)
+            return None
+        self.metrics.queued.inc()
+        log.info(f"execution queued: {reason}", extra=extra)
+        return None
+
+    def launch_admitted(self, execution_id: uuid.UUID) -> bool:
+        """Launch a run an admission pass moved to `starting`; False when that failed (the
+        run-control sweep tries again) or the run is no longer waiting for its Job."""
+        with self.session_maker() as session:
+            execution = get_execution(session, execution_id)
+            if execution is None or execution.status != ExecutionStatus.STARTING or execution.job_name is not None:
+                return False
+            workflow = execution.workflow
+            session.expunge_all()
+        try:
+            self._launch(execution, workflow)
+        except LaunchError as error:
+            log.warning(
+                "could not create the runner Job of an admitted run; will retry",
+                extra={"execution_id": str(execution_id), "error": str(error)},
+            )
+            return False
+        self.metrics.admitted.inc()
+        return True
+
+    def _launch(self, execution: Execution, workflow: Workflow) -> bool:
+        """Create the run's Job, record it (`starting`, job name), and delete it again if the run
+        was cancelled meanwhile. True when the Job was created now. Raises LaunchError."""
+        extra = {"execution_id": str(execution.id), "dedup_key": execution.dedup_key}
+        job = build_job(self.template, execution, workflow)
+        created_job = self.launcher.launch(job)
         name = job_name(execution.id)
         if created_job:
             self.metrics.jobs_created.inc()
-            if message.sent_at_ms:
-                self.metrics.message_to_job.observe(max(0.0, time.time() - message.sent_at_ms / 1000))
         log.info(
             "runner Job created" if created_job else "runner Job already existed", extra={**extra, "job_name": name}
         )
+        self.on_launched(execution.id)
         self.checkpoint("launched", execution.id)
 
         with self.session_maker() as session:
             moved = transition(
                 session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.STARTING, job_name=name
             )
+            if not moved:  # admitted runs are `starting` already, without their Job's name
+                session.execute(
+                    update(Execution)
+                    .where(Execution.id == execution.id, Execution.job_name.is_(None))
+                    .values(job_name=name)
+                    .execution_options(synchronize_session=False)
+                )
             current = get_execution(session, execution.id)
             session.commit()
         if not moved and current is not None and current.status == ExecutionStatus.CANCELLED:
-            # Cancelled (replaced) while its Job was being created: the Job must not run.
-            try:
-                self.launcher.delete(name)
-            except LaunchError as error:
-                return self._launch_failed(message, execution.id, error)
-        self.checkpoint("recorded", execution.id)
-        return Result(Disposition.DONE, execution_id=execution.id, launched=True)
+            # Cancelled (replaced, or by a user) while its Job was being created: it must not run.
+            self.launcher.delete(name)
+        return created_job
 
     def _launch_failed(self, message: ReceivedMessage, execution_id: uuid.UUID, error: LaunchError) -> Result:
         """Leave the message for redelivery; on its last allowed receive, fail the execution."""

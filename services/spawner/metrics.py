@@ -36,6 +36,17 @@ class SpawnerMetrics:
         self.cancelled = Counter(
             "spawner_executions_cancelled", "Executions cancelled by overlap: replace", registry=self.registry
         )
+        self.queued = Counter(
+            "spawner_executions_queued",
+            "Executions held back as queued by a concurrency limit, a pool or a buffering overlap",
+            registry=self.registry,
+        )
+        self.admitted = Counter(
+            "spawner_executions_admitted", "Queued executions given a slot and launched", registry=self.registry
+        )
+        self.cancel_stops = Counter(
+            "spawner_cancel_job_deletions", "Jobs deleted because their execution was cancelled", registry=self.registry
+        )
         self.reconciled = Counter(
             "spawner_reconciled_executions",
             "Executions ended by the reconciler",

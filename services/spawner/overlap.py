@@ -1,4 +1,5 @@
-"""A schedule's `overlap` setting (README, Schedules), like a CronJob's `concurrencyPolicy`.
+"""A schedule's `overlap` setting (README, Schedules), like a CronJob's `concurrencyPolicy`:
+`skip` and `replace` here; `buffer_one`/`buffer_all` queue runs (services.spawner.admission).
 
 Decided under a row lock on the schedule, so two runs of one schedule spawned at the same moment
 (by two workers or two replicas) see each other's decision instead of both skipping or both
@@ -34,8 +35,8 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
     if execution.schedule_id is None:
         return OverlapDecision()
     policy = session.scalar(select(Schedule.overlap).where(Schedule.id == execution.schedule_id).with_for_update())
-    if policy is None or policy == Overlap.ALLOW:
-        return OverlapDecision()
+    if policy is None or policy in (Overlap.ALLOW, Overlap.BUFFER_ONE, Overlap.BUFFER_ALL):
+        return OverlapDecision()  # buffering is admission's business (services.spawner.admission)
     others = list(
         session.execute(
             select(Execution.id, Execution.status).where(

@@ -58,6 +58,10 @@ class Reconciler:
 
     def _record(self, execution_id: object, status: ExecutionStatus, error: str) -> bool:
         with self.session_maker() as session:
+            # A run someone asked to cancel ended because its Job was deleted: that is a cancel.
+            requested_by = session.scalar(select(Execution.cancel_requested_by).where(Execution.id == execution_id))
+            if requested_by is not None:
+                status, error = ExecutionStatus.CANCELLED, f"cancelled by {requested_by}"
             changed = finish_execution(session, execution_id, status, error=error)  # type: ignore[arg-type]
             if changed:
                 execution_finished(session, execution_id)  # type: ignore[arg-type]
@@ -91,7 +95,8 @@ class Reconciler:
             candidates = list(
                 session.execute(
                     select(Execution.id, Execution.status).where(
-                        Execution.status.in_([str(s) for s in ACTIVE_STATUSES]),
+                        # Queued runs have no Job by design: they wait for a slot, not a start.
+                        Execution.status.in_([str(s) for s in ACTIVE_STATUSES if s != ExecutionStatus.QUEUED]),
                         Execution.created_at < cutoff,
                     )
                 )

@@ -29,6 +29,7 @@ from services.spawner.launchers.base import Launcher
 from services.spawner.message_handler import Checkpoint, MessageHandler
 from services.spawner.metrics import SpawnerMetrics
 from services.spawner.reconciler import Reconciler
+from services.spawner.run_control import RunControl
 from services.spawner.runner_template import (
     DEFAULT_TEMPLATE_PATH,
     RunnerTemplate,
@@ -146,7 +147,10 @@ def build_spawner(
     heartbeat = Heartbeat(max_age_seconds=max(60.0, 3.0 * config.wait_seconds))
     options = SpawnerOptions.from_settings(config, visibility, max_receives)
     sender = sender_from_settings(sessions, settings)
-    spawner = Spawner(queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options, sender)
+    run_control = RunControl(database_url, sessions, handler, launcher, sweep_seconds=config.reconcile_seconds)
+    spawner = Spawner(
+        queue, dlq, handler, launcher, reconciler, sessions, metrics, heartbeat, options, sender, run_control
+    )
     health = None
     if config.health_port is not None:
         health = HealthServer(

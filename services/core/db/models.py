@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.contract import (  # noqa: F401  (re-exported: the tables' vocabulary)
     ACTIVE_STATUSES,
+    SLOT_STATUSES,
     TERMINAL_STATUSES,
     Catchup,
     ChannelType,
@@ -129,7 +130,15 @@ class Execution(Base):
             "ix_executions_active",
             "schedule_id",
             "status",
-            postgresql_where=text("status IN ('pending', 'starting', 'running')"),
+            postgresql_where=text("status IN ('pending', 'queued', 'starting', 'running')"),
+        ),
+        # The admission pass: queued runs, oldest first.
+        Index("ix_executions_queued", "created_at", postgresql_where=text("status = 'queued'")),
+        # The spawner's safety sweep: running executions someone asked to cancel.
+        Index(
+            "ix_executions_cancel_requested",
+            "cancel_requested_at",
+            postgresql_where=text("cancel_requested_at IS NOT NULL AND status = 'running'"),
         ),
         Index("ix_executions_workflow_created", "workflow_id", "created_at"),
         Index("ix_executions_created", "created_at"),
@@ -153,6 +162,17 @@ class Execution(Base):
     dedup_key: Mapped[str] = mapped_column(String(512), unique=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     retry_of: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Run control (docs/workflows.md): the execution this one re-runs, and from which step.
+    rerun_of: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    rerun_from_step: Mapped[str | None] = mapped_column(String(128))
+    # The pool the run draws a slot from (the workflow's `pool` when it was admitted).
+    pool: Mapped[str | None] = mapped_column(String(253))
+    # Why a `queued` run waits (which limit), and when it got its slot.
+    queued_reason: Mapped[str | None] = mapped_column(Text)
+    admitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who asked to cancel, and when (the runner and the spawner act on it).
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(253))
     status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.PENDING.value)
     input: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     output: Mapped[Any | None] = mapped_column(JSONB)
@@ -186,12 +206,31 @@ class StepRun(Base):
     position: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))
+    # The stored output: bounded to 64 KiB (a preview marker beyond that).
     output: Mapped[Any | None] = mapped_column(JSONB)
+    # The whole (redacted) output when `output` had to be cut, so a re-run from a later step
+    # gives that step what the original run gave it.
+    full_output: Mapped[Any | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    # Per-step retry: attempts made (0 for a reused step) and each failed attempt's error.
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    attempt_errors: Mapped[list[Any] | None] = mapped_column(JSONB)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     execution: Mapped[Execution] = relationship(back_populates="steps")
+
+
+class Pool(Base):
+    """A named number of slots shared by every workflow that says `pool: NAME`."""
+
+    __tablename__ = "pools"
+    __table_args__ = (CheckConstraint("slots >= 1", name="slots"),)
+
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Integration(Base):

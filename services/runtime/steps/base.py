@@ -23,11 +23,16 @@ from typing import Any, Protocol, runtime_checkable
 
 
 class StepError(Exception):
-    """The step failed. `output`, when given, is stored with the failure (e.g. an HTTP response)."""
+    """The step failed. `output`, when given, is stored with the failure (e.g. an HTTP response).
 
-    def __init__(self, message: str, output: Any = None) -> None:
+    `kind` (optional) names the outcome for a step's `retry.on` when the output cannot tell it
+    (e.g. "timeout" for a request that timed out); see services.runtime.retries.
+    """
+
+    def __init__(self, message: str, output: Any = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.output = output
+        self.kind = kind
 
 
 class StepCancelled(StepError):
@@ -44,6 +49,11 @@ class StepContext:
     # The decrypted credential of the step's `integration`, if it names one.
     credential: Mapping[str, str] | None = None
     deny_private_networks: bool = False
+    # Stable across this step's attempts and the run's retries of one fire time: steps that
+    # call other systems send it (http: the `Idempotency-Key` header) so they can deduplicate.
+    idempotency_key: str | None = None
+    # 1 for the first attempt of the step, 2 for its first retry, and so on.
+    attempt: int = 1
     cancelled: threading.Event = field(default_factory=threading.Event)
     logger: logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.LoggerAdapter(logging.getLogger("services.runtime.steps"), {})

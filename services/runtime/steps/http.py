@@ -1,7 +1,8 @@
 """`http`: one HTTP request; output `{status, headers, body}` (body parsed when JSON).
 
 `with`: `method` (GET), `url`, `headers`, `query`, `json` or `body`, `timeout_seconds` (30),
-`expect_status` (list; default any 2xx). With `integration: NAME` the request authenticates
+`expect_status` (list; default any 2xx). Every request carries an `Idempotency-Key` header
+(stable across the step's attempts and the run's retries). With `integration: NAME` the request authenticates
 with that credential: bearer → `Authorization: Bearer …`, basic → `Authorization: Basic …`,
 header → the named header, query → the named query parameter.
 
@@ -36,6 +37,9 @@ INFLATE_PIECE_BYTES = 64 * 1024
 # Codings inflated here (httpx's own decoding is bypassed: it inflates a whole network chunk at
 # once, ~1000x for gzip and without bound for stacked codings). Others are passed through as is.
 ACCEPT_ENCODING = "gzip, deflate"
+#: Sent on every request (unless `with.headers` sets it): the same value for every attempt of
+#: the step and every retry of the run, so the server can tell a repeat from a new request.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def apply_credential(
@@ -156,6 +160,8 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 class HttpStep:
     def run(self, params: Mapping[str, Any], context: StepContext) -> dict[str, Any]:
         method, url, headers, query, timeout, expect = _request_parts(params)
+        if context.idempotency_key and not any(k.lower() == IDEMPOTENCY_HEADER.lower() for k in headers):
+            headers[IDEMPOTENCY_HEADER] = context.idempotency_key
         apply_credential(context.credential, headers, query)
         credential = context.credential
         credential_header = credential["name"] if credential and credential["type"] == "header" else None
@@ -190,7 +196,7 @@ class HttpStep:
         except StepError:
             raise
         except httpx.TimeoutException:
-            raise StepError(f"{method} {_where(httpx.URL(url))} timed out after {timeout:g}s") from None
+            raise StepError(f"{method} {_where(httpx.URL(url))} timed out after {timeout:g}s", kind="timeout") from None
         except httpx.HTTPError as error:
             raise StepError(f"{method} {_where(httpx.URL(url))} failed: {type(error).__name__}: {error}") from None
         output = {

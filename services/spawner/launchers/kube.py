@@ -83,7 +83,7 @@ class KubernetesLauncher:
     def delete(self, job_name: str) -> None:
         try:
             self.batch.delete_namespaced_job(
-                job_name, self.namespace, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT
+                job_name, self.namespace, propagation_policy="Foreground", _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
             if error.status != 404:
