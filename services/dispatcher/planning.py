@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.core.db.models import Catchup
+from services.core.db.models import Catchup, FireReason
 
 # A fire time first seen more than this long after it is "missed" (README, Schedules).
 MISSED_AFTER = timedelta(seconds=60)
@@ -21,10 +21,15 @@ class Plan:
     """What one tick does for one schedule."""
 
     to_send: tuple[datetime, ...]
-    dropped: tuple[datetime, ...]
+    # Each dropped fire time with the reason the fire-time ledger records.
+    drops: tuple[tuple[datetime, FireReason], ...]
     # Where the schedule resumes: the first fire time not handled by this tick, or None when
     # every due time was handled (the caller then uses the next fire time after `now`).
     resume_from: datetime | None
+
+    @property
+    def dropped(self) -> tuple[datetime, ...]:
+        return tuple(t for t, _ in self.drops)
 
 
 def plan_fire_times(
@@ -44,7 +49,7 @@ def plan_fire_times(
     policy = Catchup(catchup)
     # The window bounds missed times only: an on-time fire time is never older than a minute.
     window_start = min(now - timedelta(seconds=window_seconds), now - MISSED_AFTER)
-    expired = tuple(t for t in due if t < window_start)
+    expired = tuple((t, FireReason.OUTSIDE_WINDOW) for t in due if t < window_start)
     eligible = [t for t in due if t >= window_start]
     missed = [t for t in eligible if now - t > MISSED_AFTER]
     on_time = [t for t in eligible if now - t <= MISSED_AFTER]
@@ -54,8 +59,10 @@ def plan_fire_times(
             return Plan(tuple(sent), expired, resume_from=missed[MAX_CATCHUP_PER_TICK])
         return Plan(tuple(missed + on_time), expired, resume_from=None)
     if policy == Catchup.LATEST and missed and not on_time:
-        return Plan((missed[-1],), expired + tuple(missed[:-1]), resume_from=None)
-    return Plan(tuple(on_time), expired + tuple(missed), resume_from=None)
+        superseded = tuple((t, FireReason.SUPERSEDED_LATEST) for t in missed[:-1])
+        return Plan((missed[-1],), expired + superseded, resume_from=None)
+    reason = FireReason.CATCHUP_NONE if policy == Catchup.NONE else FireReason.SUPERSEDED_LATEST
+    return Plan(tuple(on_time), expired + tuple((t, reason) for t in missed), resume_from=None)
 
 
 def jitter_delay(schedule_id: uuid.UUID, fire_time: datetime, jitter_seconds: int) -> int:
