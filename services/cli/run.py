@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from services.cli.context import database, settings, work_queue
+from services.cli.jsonarg import read_json_argument
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object
 from services.core.db.models import ExecutionStatus
 from services.core.db.session import session_factory
@@ -19,14 +20,16 @@ WAIT_MARGIN_SECONDS = 120
 
 def run_workflow(
     workflow: str,
-    input_json: str | None = typer.Option(None, "--input", help="JSON object given to the run"),
+    input_json: str | None = typer.Option(
+        None, "--input", help="JSON object given to the run; @FILE reads a file, - reads stdin"
+    ),
     wait: bool = typer.Option(
         False, "--wait", help="Wait for the outcome, retries included; exit 1 unless it succeeded"
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Trigger a manual run of WORKFLOW."""
-    payload = parse_input(input_json)
+    payload = parse_input(read_json_argument(input_json, "input"))
     with database() as session:
         message = trigger_manual_run(session, work_queue(), workflow, payload)
         deadline = wait_budget_seconds(get_workflow(session, workflow).definition, WAIT_MARGIN_SECONDS)

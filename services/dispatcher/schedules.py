@@ -258,8 +258,10 @@ def assign_columns(session: Session, schedule: Schedule, columns: dict[str, Any]
     is_new = schedule.id is None
     changed = [k for k, v in columns.items() if is_new or getattr(schedule, k) != v]
     timing_changed = is_new or any(k in TIMING_COLUMNS for k in changed)
-    if not is_new and timing_changed and schedule.enabled:
+    if not is_new and schedule.enabled and timing_changed:
         _record_dropped(session, schedule, _passed_fire_times(schedule, now), FireReason.EDITED, now)
+    elif not is_new and not schedule.enabled and columns.get("enabled"):  # resumed by an apply
+        _record_dropped(session, schedule, _passed_fire_times(schedule, now), FireReason.PAUSED, now)
     for key in changed:
         setattr(schedule, key, columns[key])
     if columns["interval_seconds"] is None:
