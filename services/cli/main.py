@@ -39,6 +39,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from services.cli import (
+        apply,
         db,
         dispatch,
         dlq,
@@ -66,6 +67,7 @@ def build_app() -> typer.Typer:
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(local.app, name="local")
+    app.command("apply")(apply.apply)
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)
     app.command("spawn")(spawn.spawn)

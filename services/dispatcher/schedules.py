@@ -180,6 +180,10 @@ def desired_columns(
     past (re-applying an unchanged file is not an error); a new one may not.
     """
     _check_name(spec.name)
+    if not isinstance(spec.workflow, str) or not spec.workflow:
+        raise UserError("workflow", "must be the name of a workflow")
+    if not isinstance(spec.timezone, str):
+        raise UserError("timezone", f"{spec.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)")
     kind = _kind(spec)
     zone = cron.validate_timezone(spec.timezone)
     start = parse_time(spec.start_at, "start", zone) if spec.start_at not in (None, "") else None
