@@ -23,6 +23,7 @@ RETENTION_ENV = "FIRE_TIME_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 90
 PRUNE_BATCH_SIZE = 1000
 PRUNE_MAX_BATCHES = 10
+INSERT_CHUNK_ROWS = 1000  # 8 parameters a row, well under PostgreSQL's 65535
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,22 @@ def record_fire_times(session: Session, entries: Sequence[FireTimeEntry], decide
     if not entries:
         return
     when = decided_at or datetime.now(UTC)
-    session.execute(
-        insert(FireTime),
-        [
-            {
-                "schedule_id": e.schedule_id,
-                "fire_time": e.fire_time,
-                "decision": e.decision.value,
-                "reason": e.reason.value if e.reason else None,
-                "trigger": e.trigger,
-                "dedup_key": e.dedup_key,
-                "execution_id": e.execution_id,
-                "decided_at": when,
-            }
-            for e in entries
-        ],
-    )
+    rows = [
+        {
+            "schedule_id": e.schedule_id,
+            "fire_time": e.fire_time,
+            "decision": e.decision.value,
+            "reason": e.reason.value if e.reason else None,
+            "trigger": e.trigger,
+            "dedup_key": e.dedup_key,
+            "execution_id": e.execution_id,
+            "decided_at": when,
+        }
+        for e in entries
+    ]
+    # Multi-row INSERTs: one round trip per chunk (a tick records a row per fire time).
+    for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+        session.execute(insert(FireTime.__table__).values(rows[start : start + INSERT_CHUNK_ROWS]))
 
 
 def record_fire_time(

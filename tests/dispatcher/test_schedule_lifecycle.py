@@ -297,3 +297,18 @@ def test_backfill_reprocess_all_reruns_finished_but_not_running(db, queues, wfct
     assert body["scheduled_for"] == "2026-11-02T00:00:00Z" and body["dedup_key"].startswith("reprocess:")
     bad = wfctl(*args, "--reprocess", "some")
     assert bad.code == 2 and bad.err.startswith("error: reprocess")
+
+
+def test_the_ledger_is_written_in_the_transaction_of_the_advance(db, queues, queue) -> None:
+    """A tick killed between send and commit leaves no ledger entry; the re-send records one."""
+    make_schedule(db, utc(2026, 11, 28, 8, 50), cron="*/5 * * * *")
+    maker = session_factory(db)
+
+    def crash() -> None:
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        tick(maker, queue, now=utc(2026, 11, 28, 9, 0, 10), after_send=crash)
+    assert ledger(db) == []
+    tick(maker, queue, now=utc(2026, 11, 28, 9, 0, 40))
+    assert ledger(db) == [("2026-11-28T09:00:00Z", "sent", None)]
