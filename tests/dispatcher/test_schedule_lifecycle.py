@@ -311,4 +311,6 @@ def test_the_ledger_is_written_in_the_transaction_of_the_advance(db, queues, que
         tick(maker, queue, now=utc(2026, 11, 28, 9, 0, 10), after_send=crash)
     assert ledger(db) == []
     tick(maker, queue, now=utc(2026, 11, 28, 9, 0, 40))
-    assert ledger(db) == [("2026-11-28T09:00:00Z", "sent", None)]
+    assert ledger(db) == [
+        ("2026-11-28T08:55:00Z", "dropped", "superseded_latest"), ("2026-11-28T09:00:00Z", "sent", None),
+    ]
