@@ -30,8 +30,6 @@ SCHEDULE_KEYS = (
     "kind", "name", "workflow", "cron", "every", "at", "start_at", "end_at", "timezone", "input",
     "catchup", "catchup_window_seconds", "overlap", "jitter_seconds", "paused",
 )
-# Column names as users know them, for the diff.
-_FIELD_NAMES = {"workflow_id": "workflow", "interval_seconds": "every", "run_at": "at", "enabled": "paused"}
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -174,8 +172,7 @@ def apply_documents(
             lambda spec=spec, existing=existing: schedule_service.desired_columns(session, spec, current, existing),
         )
         changed = schedule_service.assign_columns(session, existing, columns, current)
-        names = [_FIELD_NAMES.get(c, c) for c in changed]
-        changes.append(Change("Schedule", doc.name, "changed" if names else "unchanged", names))
+        changes.append(Change("Schedule", doc.name, "changed" if changed else "unchanged", changed))
     if prune:
         stale = list(session.execute(select(Schedule.id, Schedule.name).where(Schedule.name.not_in(declared))))
         if stale:

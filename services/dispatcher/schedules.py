@@ -54,6 +54,8 @@ CRON_SEPARATOR = "; "
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 # Columns whose change moves the fire times: the next one is recomputed from the edit's instant.
 TIMING_COLUMNS = ("cron", "timezone", "interval_seconds", "run_at", "start_at", "end_at")
+# Column names as users write them (the keys of a `kind: Schedule` document).
+FIELD_NAMES = {"workflow_id": "workflow", "interval_seconds": "every", "run_at": "at", "enabled": "paused"}
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,8 @@ def _reschedule(schedule: Schedule, now: datetime) -> None:
 
 
 def assign_columns(session: Session, schedule: Schedule, columns: dict[str, Any], now: datetime) -> list[str]:
-    """Apply validated columns to a schedule (new or existing); returns the changed field names.
+    """Apply validated columns to a schedule (new or existing); returns the changed fields, named
+    as in a schedule document (`every`, not `interval_seconds`).
 
     A change of timing recomputes the next fire time from `now`; fire times that were due but
     not yet dispatched are recorded in the ledger as dropped (`edited`) and never fire.
@@ -276,7 +279,7 @@ def assign_columns(session: Session, schedule: Schedule, columns: dict[str, Any]
         _reschedule(schedule, now)
     if changed and not is_new:
         schedule.updated_at = now
-    return [] if is_new else changed
+    return [] if is_new else [FIELD_NAMES.get(c, c) for c in changed]
 
 
 def _now(now: datetime | None) -> datetime:

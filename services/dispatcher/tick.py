@@ -36,8 +36,8 @@ from services.dispatcher.planning import MISSED_AFTER, jitter_delay, plan_fire_t
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 100
-# Fire times older than the catch-up window are recorded as dropped (`outside_window`) for at
-# most this long before the window and this many per schedule and tick (the most recent ones).
+# Dropped fire times a tick records per schedule: the most recent MAX_LEDGER_DROPS, and those
+# older than the catch-up window (`outside_window`) only from LEDGER_LOOKBACK before it.
 LEDGER_LOOKBACK = timedelta(days=7)
 MAX_LEDGER_DROPS = 1000
 
@@ -110,14 +110,14 @@ def _process_schedule_batch(
         window_start = min(now - timedelta(seconds=schedule.catchup_window_seconds), now - MISSED_AFTER)
         plan_start = floor_to_minute(window_start)
         start = max(schedule.next_run_at, plan_start)
-        ledger.extend(
-            FireTimeEntry(schedule.id, t, FireDecision.DROPPED, FireReason.OUTSIDE_WINDOW)
-            for t in (_expired_before_window(schedule, plan_start) if schedule.next_run_at < plan_start else [])
-        )
+        expired = _expired_before_window(schedule, plan_start) if schedule.next_run_at < plan_start else []
         due = timing.fire_times(spec, start, now)
         plan = plan_fire_times(due, now, schedule.catchup, schedule.catchup_window_seconds)
         summary.fire_times_dropped += len(plan.drops)
-        ledger.extend(FireTimeEntry(schedule.id, t, FireDecision.DROPPED, reason) for t, reason in plan.drops)
+        drops = [(t, FireReason.OUTSIDE_WINDOW) for t in expired] + list(plan.drops)
+        ledger.extend(
+            FireTimeEntry(schedule.id, t, FireDecision.DROPPED, reason) for t, reason in drops[-MAX_LEDGER_DROPS:]
+        )
         for fire_time in plan.to_send:
             message = schedule_message(schedule, fire_time)
             outgoing.append(

@@ -194,7 +194,7 @@ def test_update_edits_in_place(workflow, wfctl) -> None:
     assert data["id"] == created["id"] and data["changed"] == ["cron", "timezone", "jitter_seconds"]
     assert data["crons"] == ["0 10 * * *", "0 18 * * *"]
     switched = wfctl("schedules", "update", "s", "--every", "2h")
-    assert switched.code == 0 and "updated (cron, interval_seconds)" in switched.out
+    assert switched.code == 0 and "updated (cron, every)" in switched.out
     assert wfctl("schedules", "show", "s", "-o", "json").json()["kind"] == "every"
     assert "unchanged" in wfctl("schedules", "update", "s", "--jitter", "10").out
     bad = wfctl("schedules", "update", "s", "--cron", "* * * * *", "--at", "2030-01-01T00:00:00Z")
