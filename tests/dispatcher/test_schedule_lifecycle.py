@@ -314,3 +314,12 @@ def test_the_ledger_is_written_in_the_transaction_of_the_advance(db, queues, que
     assert ledger(db) == [
         ("2026-11-28T08:55:00Z", "dropped", "superseded_latest"), ("2026-11-28T09:00:00Z", "sent", None),
     ]
+
+
+def test_a_long_outage_records_its_latest_thousand_drops(db, queues, queue) -> None:
+    make_schedule(db, utc(2026, 11, 27, 9, 0, 30), cron="* * * * *", catchup="none")
+    summary = tick(session_factory(db), queue, now=utc(2026, 11, 28, 9, 0, 10))
+    assert summary.fire_times_dropped == 1439 and summary.messages_sent == 1
+    dropped = [e for e in ledger(db) if e[1] == "dropped"]
+    assert len(dropped) == 1000
+    assert dropped[-1] == ("2026-11-28T08:59:00Z", "dropped", "catchup_none")
