@@ -86,6 +86,27 @@ class Overlap(StrEnum):
     BUFFER_ALL = "buffer_all"
 
 
+class FireDecision(StrEnum):
+    """What the dispatcher did with one fire time (the fire-time ledger)."""
+
+    SENT = "sent"
+    DROPPED = "dropped"
+
+
+class FireReason(StrEnum):
+    """Why a fire time was dropped (docs/schedules.md, "Fire-time ledger")."""
+
+    OUTSIDE_WINDOW = "outside_window"  # older than catchup_window_seconds when first seen
+    CATCHUP_NONE = "catchup_none"  # missed under `catchup: none`
+    SUPERSEDED_LATEST = "superseded_latest"  # an older missed time under `catchup: latest`
+    PAUSED = "paused"  # passed while the schedule was paused
+    EDITED = "edited"  # was due but not yet dispatched when the schedule was edited
+    OVERLAP_SKIP = "overlap_skip"  # its run was skipped by `overlap: skip`
+    OVERLAP_REPLACE = "overlap_replace"  # its run was cancelled by a newer one under `overlap: replace`
+    BEFORE_START = "before_start"  # before the schedule's start_at (backfill)
+    AFTER_END = "after_end"  # after the schedule's end_at (backfill)
+
+
 # ---------------------------------------------------------------------------------------------
 # Notifications (docs/notifications.md).
 

@@ -39,6 +39,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from services.cli import (
+        apply,
         audit,
         channels,
         db,
@@ -77,6 +78,7 @@ def build_app() -> typer.Typer:
     app.add_typer(local.app, name="local")
     app.add_typer(tokens.app, name="tokens")
     app.add_typer(audit.app, name="audit")
+    app.command("apply")(apply.apply)
     app.command("run")(run.run_workflow)
     app.command("dispatch")(dispatch.dispatch)
     app.command("spawn")(spawn.spawn)

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from services.cli.context import database, settings, work_queue
+from services.cli.jsonarg import read_json_argument
 from services.cli.remote import RemoteApi, remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object
 from services.core.audit import cli_actor
@@ -24,14 +25,16 @@ WAIT_MARGIN_SECONDS = 120
 
 def run_workflow(
     workflow: str,
-    input_json: str | None = typer.Option(None, "--input", help="JSON object given to the run"),
+    input_json: str | None = typer.Option(
+        None, "--input", help="JSON object given to the run; @FILE reads a file, - reads stdin"
+    ),
     wait: bool = typer.Option(
         False, "--wait", help="Wait for the outcome, retries included; exit 1 unless it succeeded"
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Trigger a manual run of WORKFLOW."""
-    payload = parse_input(input_json)
+    payload = parse_input(read_json_argument(input_json, "input"))
     if (api := remote_api()) is not None:
         _run_remote(api, workflow, payload, wait, output)
         return

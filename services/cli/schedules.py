@@ -1,11 +1,14 @@
-"""`wfctl schedules`: create, inspect, pause, resume, delete, preview and backfill schedules."""
+"""`wfctl schedules`: create, edit, inspect, pause, resume, delete, preview, history and backfill."""
 
 from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import typer
 
 from services.cli.context import database, work_queue
-from services.cli.json_option import parse_json_option
+from services.cli.jsonarg import parse_json_option, read_json_argument
 from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.audit import cli_actor
@@ -13,18 +16,46 @@ from services.core.db.models import Catchup, Overlap
 from services.core.inputs import parse_input
 from services.dispatcher import schedules as service
 
-app = typer.Typer(help="Cron schedules for workflows.", no_args_is_help=True)
+app = typer.Typer(help="Schedules for workflows: cron, interval or one-off.", no_args_is_help=True)
 
-LIST_COLUMNS = ["name", "workflow", "cron", "timezone", "enabled", "catchup", "overlap", "next_run_at"]
+LIST_COLUMNS = ["name", "workflow", "when", "timezone", "state", "catchup", "overlap", "next_run_at"]
+HISTORY_COLUMNS = ["fire_time", "local", "decision", "reason", "trigger", "status", "execution_id"]
+INPUT_HELP = "JSON object passed to every run; @FILE reads a file, - reads stdin"
+CRON_HELP = "5-field cron expression, e.g. '30 2 * * *'; repeat for several (their union)"
+EVERY_HELP = "Interval instead of cron, e.g. 90m or 1h30m (real time, anchored at --start or now)"
+AT_HELP = "One instant instead of cron (ISO-8601): a one-off run, then the schedule completes"
+START_HELP = "No fire time before this instant (ISO-8601; without offset: in --timezone)"
+END_HELP = "No fire time after this instant (ISO-8601; without offset: in --timezone)"
+
+
+def _input(text: str | None) -> dict[str, Any] | None:
+    raw = read_json_argument(text, "input")
+    return None if raw is None else parse_input(raw)
+
+
+def _row(schedule: Any) -> dict[str, Any]:
+    return {**service.schedule_summary(schedule), "when": service.timing_text(schedule)}
+
+
+def _next_text(data: dict[str, Any]) -> str:
+    if data["state"] == "completed":
+        return "- (completed: no fire time left)"
+    if data["next_run_at"] is None:
+        return "- (paused)"
+    return f"{data['next_run_at']:%Y-%m-%dT%H:%M:%SZ}"
 
 
 @app.command("create")
 def create(
     name: str,
     workflow: str = typer.Option(..., "--workflow", help="Name of the workflow to run"),
-    cron_expression: str = typer.Option(..., "--cron", help="5-field cron expression, e.g. '30 2 * * *'"),
+    cron_expressions: list[str] | None = typer.Option(None, "--cron", help=CRON_HELP),
+    every: str | None = typer.Option(None, "--every", help=EVERY_HELP),
+    at: str | None = typer.Option(None, "--at", help=AT_HELP),
+    start: str | None = typer.Option(None, "--start", help=START_HELP),
+    end: str | None = typer.Option(None, "--end", help=END_HELP),
     timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone the expression is read in"),
-    input_json: str | None = typer.Option(None, "--input", help="JSON object passed to every run"),
+    input_json: str | None = typer.Option(None, "--input", help=INPUT_HELP),
     catchup: str = typer.Option(Catchup.LATEST.value, "--catchup", help="latest, all or none"),
     catchup_window: int = typer.Option(86400, "--catchup-window", help="Seconds; older missed times never run"),
     overlap: str = typer.Option(Overlap.ALLOW.value, "--overlap", help="allow, skip, replace, buffer_one, buffer_all"),
@@ -37,13 +68,17 @@ def create(
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Create a schedule."""
+    """Create a schedule: one or more --cron, or --every, or --at."""
     spec = service.ScheduleSpec(
         name=name,
         workflow=workflow,
-        cron=cron_expression,
+        cron=cron_expressions or None,
+        every=every,
+        at=at,
+        start_at=start,
+        end_at=end,
         timezone=timezone,
-        input=parse_input(input_json),
+        input=_input(input_json),
         catchup=catchup,
         catchup_window_seconds=catchup_window,
         overlap=overlap,
@@ -57,7 +92,50 @@ def create(
     if output == OutputFormat.JSON:
         emit_object(data, output)
     else:
-        typer.echo(f"schedule {name} created; next run at {data['next_run_at'] or '- (paused)'}")
+        typer.echo(f"schedule {name} created; next run at {_next_text(data)}")
+
+
+@app.command("update")
+def update(
+    name: str,
+    workflow: str | None = typer.Option(None, "--workflow", help="Run another workflow"),
+    cron_expressions: list[str] | None = typer.Option(None, "--cron", help=CRON_HELP + " (replaces the kind)"),
+    every: str | None = typer.Option(None, "--every", help=EVERY_HELP + " (replaces the kind)"),
+    at: str | None = typer.Option(None, "--at", help=AT_HELP + " (replaces the kind)"),
+    start: str | None = typer.Option(None, "--start", help=START_HELP + "; '' removes it"),
+    end: str | None = typer.Option(None, "--end", help=END_HELP + "; '' removes it"),
+    timezone: str | None = typer.Option(None, "--timezone", help="IANA time zone"),
+    input_json: str | None = typer.Option(None, "--input", help=INPUT_HELP),
+    catchup: str | None = typer.Option(None, "--catchup", help="latest, all or none"),
+    catchup_window: int | None = typer.Option(None, "--catchup-window", help="Seconds"),
+    overlap: str | None = typer.Option(None, "--overlap", help="allow, skip or replace"),
+    jitter: int | None = typer.Option(None, "--jitter", help="Deterministic delay of 0..N seconds (N <= 900)"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Edit a schedule in place: same id and dedup keys; the next fire time is recomputed from now."""
+    changes = {
+        "workflow": workflow,
+        "cron": cron_expressions or None,
+        "every": every,
+        "at": at,
+        "start_at": start,
+        "end_at": end,
+        "timezone": timezone,
+        "input": _input(input_json),
+        "catchup": catchup,
+        "catchup_window_seconds": catchup_window,
+        "overlap": overlap,
+        "jitter_seconds": jitter,
+    }
+    with database() as session:
+        schedule, changed = service.update_schedule(session, name, changes)
+        data = service.schedule_summary(schedule)
+    if output == OutputFormat.JSON:
+        emit_object({**data, "changed": changed}, output)
+    elif changed:
+        typer.echo(f"schedule {name} updated ({', '.join(changed)}); next run at {_next_text(data)}")
+    else:
+        typer.echo(f"schedule {name} unchanged; next run at {_next_text(data)}")
 
 
 @app.command("list")
@@ -67,7 +145,7 @@ def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
         emit_rows(api.get("/schedules")["items"], LIST_COLUMNS, output)
         return
     with database() as session:
-        rows = [service.schedule_summary(s) for s in service.list_schedules(session)]
+        rows = [_row(s) for s in service.list_schedules(session)]
     emit_rows(rows, LIST_COLUMNS, output)
 
 
@@ -95,20 +173,20 @@ def pause(name: str) -> None:
 
 @app.command("resume")
 def resume(name: str) -> None:
-    """Resume a schedule from now (times missed while paused are not run)."""
+    """Resume a schedule from now (times missed while paused are not run; the ledger lists them)."""
     if (api := remote_api()) is not None:
         result = api.post(f"/schedules/{name}/resume")
         typer.echo(f"{result['message']}; next run at {result['next_run_at']}")
         return
     with database() as session:
         schedule = service.resume_schedule(session, name, actor=cli_actor())
-        next_run = schedule.next_run_at
-    typer.echo(f"schedule {name} resumed; next run at {next_run:%Y-%m-%dT%H:%M:%SZ}")
+        data = service.schedule_summary(schedule)
+    typer.echo(f"schedule {name} resumed; next run at {_next_text(data)}")
 
 
 @app.command("delete")
 def delete(name: str) -> None:
-    """Delete a schedule (its execution history stays)."""
+    """Delete a schedule (its execution history stays; its fire-time ledger goes)."""
     with database() as session:
         service.delete_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} deleted")
@@ -120,9 +198,7 @@ def next_(
     count: int = typer.Option(5, "--count", "-n", help="How many fire times to show"),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Preview the next fire times (UTC and the schedule's local time)."""
-    from zoneinfo import ZoneInfo
-
+    """Preview the next fire times of any kind (UTC and the schedule's local time)."""
     with database() as session:
         schedule = service.get_schedule(session, name)
         times = service.preview_fire_times(schedule, count)
@@ -131,19 +207,43 @@ def next_(
     emit_rows(rows, ["utc", "local"], output)
 
 
+@app.command("history")
+def history(
+    name: str,
+    start: str | None = typer.Option(None, "--from", help="Earliest fire time (ISO-8601, inclusive)"),
+    end: str | None = typer.Option(None, "--to", help="Latest fire time (ISO-8601, inclusive)"),
+    limit: int = typer.Option(100, "--limit", help="At most this many entries, newest first"),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """The fire-time ledger: each fire time, sent (and its execution) or dropped (and why)."""
+    with database() as session:
+        rows = service.schedule_history(session, name, start, end, limit)
+    emit_rows(rows, HISTORY_COLUMNS, output)
+
+
 @app.command("backfill")
 def backfill(
     name: str,
     start: str = typer.Option(..., "--from", help="Start of the range (ISO-8601, inclusive)"),
     end: str = typer.Option(..., "--to", help="End of the range (ISO-8601, inclusive)"),
+    reprocess: str = typer.Option(
+        service.Reprocess.MISSING,
+        "--reprocess",
+        help="missing (never ran), failed (also re-run failures) or all (also re-run successes)",
+    ),
 ) -> None:
-    """Enqueue every fire time in a range; ones that already ran are not run again."""
+    """Enqueue the fire times in a range; by default ones that already ran are not run again."""
     if (api := remote_api()) is not None:
-        typer.echo(api.post(f"/schedules/{name}/backfill", {"from": start, "to": end})["message"])
+        body = {"from": start, "to": end, "reprocess": str(reprocess)}
+        typer.echo(api.post(f"/schedules/{name}/backfill", body)["message"])
         return
     with database() as session:
-        result = service.backfill_schedule(session, work_queue(), name, start, end, actor=cli_actor())
+        result = service.backfill_schedule(
+            session, work_queue(), name, start, end, reprocess=reprocess, actor=cli_actor()
+        )
+    extra = f", {result.reprocessed} re-run" if reprocess != service.Reprocess.MISSING else ""
+    bounds = f", {result.outside_bounds} outside start/end" if result.outside_bounds else ""
     typer.echo(
         f"backfill {name}: {result.fire_times} fire times, {result.sent} enqueued, "
-        f"{result.already_ran} already ran"
+        f"{result.already_ran} already ran{extra}{bounds}"
     )

@@ -10,7 +10,15 @@ from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.audit import cli_actor
 from services.core.errors import UserError
-from services.core.workflows import apply_workflow, get_workflow, list_workflows, parse_workflow
+from services.core.workflows import (
+    apply_workflow,
+    check_step_types,
+    get_workflow,
+    list_workflows,
+    parse_workflow,
+)
+
+ALLOW_UNKNOWN_HELP = "Accept step types this installation does not know (the runner image provides them)"
 
 app = typer.Typer(help="Workflow definitions (YAML or JSON).", no_args_is_help=True)
 
@@ -18,6 +26,7 @@ app = typer.Typer(help="Workflow definitions (YAML or JSON).", no_args_is_help=T
 @app.command("apply")
 def apply(
     file: Path = typer.Option(..., "--file", "-f", help="Workflow file (YAML or JSON), or - for stdin"),
+    allow_unknown_step_types: bool = typer.Option(False, "--allow-unknown-step-types", help=ALLOW_UNKNOWN_HELP),
 ) -> None:
     """Create or update a workflow by its name."""
     if str(file) == "-":
@@ -30,6 +39,10 @@ def apply(
         except OSError as exc:
             raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
     definition = parse_workflow(text, source=str(file))
+    if not allow_unknown_step_types:
+        from services.runtime.steps.registry import known_step_types
+
+        check_step_types(definition, known_step_types())
     with database() as session:
         workflow, created = apply_workflow(session, definition, actor=cli_actor())
         typer.echo(f"workflow {workflow.name} {'created' if created else 'applied'} (version {workflow.version})")

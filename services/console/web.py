@@ -96,7 +96,16 @@ def _pretty(value: Any) -> JsonView:
     return JsonView(text=text, truncated=False, size=len(text))
 
 
-templates.env.filters.update(dt=_dt, ago=_ago, duration=_duration, pretty=_pretty, short=lambda v: str(v)[:8])
+def _when(schedule: Any) -> str:
+    """When a schedule fires, in one line: its cron expressions, interval or instant."""
+    from services.dispatcher.schedules import timing_text
+
+    return timing_text(schedule)
+
+
+templates.env.filters.update(
+    dt=_dt, ago=_ago, duration=_duration, pretty=_pretty, short=lambda v: str(v)[:8], when=_when
+)
 
 
 # --- who is signed in -------------------------------------------------------------------------
@@ -351,7 +360,7 @@ def schedules_page(request: Request) -> Response:
 @router.get("/schedules/{name}", response_class=HTMLResponse)
 def schedule_page(name: str, request: Request) -> Response:
     from services.console.api import next_fire_times
-    from services.core import cron
+    from services.dispatcher import timing
     from services.dispatcher.schedules import get_schedule
 
     viewer = require_viewer(request)
@@ -360,7 +369,7 @@ def schedule_page(name: str, request: Request) -> Response:
         schedule = get_schedule(session, name)
         upcoming = next_fire_times(schedule, 10)
         week = (
-            cron.fire_times(schedule.cron, schedule.timezone, now, now + timedelta(days=8)) if schedule.enabled else []
+            timing.fire_times(timing.Timing.of(schedule), now, now + timedelta(days=8)) if schedule.enabled else []
         )
         recent = queries.execution_page(session, schedule=name, limit=15).items
         events = [audit.event_row(e) for e in audit.list_events(session, "schedule", name, limit=20)]

@@ -1,7 +1,9 @@
 """Cron math: standard 5-field expressions, IANA time zones, and ISC/Vixie cron's DST rules.
 
-Pure functions over aware UTC datetimes. Wall-clock candidates come from croniter on naive local
-times; each is then mapped to real instants with the DST rules of the README's Schedules section:
+Pure functions over aware UTC datetimes. Expressions are parsed here into sets of allowed values
+(no third-party cron library: croniter reads a single-value range such as ``0-0`` as ``*`` and
+ORs the day fields even when one of them is ``*/2``). Matching wall-clock times are then mapped
+to real instants with the DST rules of docs/schedules.md:
 
 * An expression is *fixed-time* when neither its minute nor its hour field starts with ``*``.
 * Spring forward (the wall time does not exist): a fixed-time fire time runs once at the first
@@ -9,17 +11,20 @@ times; each is then mapped to real instants with the DST rules of the README's S
 * Fall back (the wall time happens twice): a fixed-time fire time runs once, in the first pass;
   a wildcard one runs at both instants.
 * Fire times that land on the same instant are one fire time.
+
+Day fields follow Vixie cron: when the day-of-month or the day-of-week field starts with ``*``
+(``*``, ``*/2``), a day must match both; when both are restricted, either one. ``7`` and a range
+ending in ``sun`` (``fri-sun``) mean Sunday.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
-from croniter.croniter import CroniterBadDateError
 
 from services.core.errors import UserError
 
@@ -47,6 +52,28 @@ _SEARCH_WINDOWS = (
     timedelta(days=800),
     timedelta(days=366 * 9),
 )
+# Every (weekday, leap year) combination of a date occurs within 28 years.
+_NEVER_FIRES_SCAN_DAYS = 28 * 366
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    """A parsed expression: the allowed values of each field."""
+
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday .. 6 = Saturday
+    # Vixie's rule: True when either day field starts with '*' (a day must match both).
+    days_and: bool
+
+    def matches_day(self, day: date) -> bool:
+        if day.month not in self.months:
+            return False
+        by_month_day = day.day in self.days
+        by_weekday = day.isoweekday() % 7 in self.weekdays
+        return by_month_day and by_weekday if self.days_and else by_month_day or by_weekday
 
 
 def _value(token: str, field: str, low: int, high: int, names: tuple[str, ...]) -> int:
@@ -61,23 +88,60 @@ def _value(token: str, field: str, low: int, high: int, names: tuple[str, ...]) 
     return number
 
 
-def _validate_field(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -> None:
+def _parse_field(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
+    """The values one field allows; raises `UserError` naming the field."""
+    values: set[int] = set()
     for item in text.split(","):
         match = _ITEM.match(item)
         if not match:
             raise UserError("cron", f"{field} field: {item!r} is not valid cron syntax")
-        star, start, end, step = match.groups()
-        if step is not None and int(step) == 0:
+        star, start, end, step_text = match.groups()
+        step = 1 if step_text is None else int(step_text)
+        if step == 0:
             raise UserError("cron", f"{field} field: a step of 0 never advances")
         if star:
-            continue
-        first = _value(start, field, low, high, names)
-        if end is not None:
-            last = _value(end, field, low, high, names)
-            if last < first:
-                raise UserError("cron", f"{field} field: range {start}-{end} runs backwards")
-        elif step is not None:
-            raise UserError("cron", f"{field} field: a step needs '*' or a range, got {item!r}")
+            first, last = low, high
+        else:
+            first = _value(start, field, low, high, names)
+            last = first
+            if end is not None:
+                last = _value(end, field, low, high, names)
+                if field == "day of week" and end == "sun" and first > 0:
+                    last = 7  # `fri-sun`: Friday to Sunday
+                if last < first:
+                    raise UserError("cron", f"{field} field: range {start}-{end} runs backwards")
+            elif step_text is not None:
+                raise UserError("cron", f"{field} field: a step needs '*' or a range, got {item!r}")
+        values.update(range(first, last + 1, step))
+    if field == "day of week":
+        values = {v % 7 for v in values}  # 7 is Sunday too
+    return values
+
+
+@lru_cache(maxsize=1024)
+def parse_expression(expression: str) -> CronSpec:
+    """Parse a normalised or raw 5-field expression into a `CronSpec` (no never-fires check)."""
+    fields = expression.strip().lower().split()
+    if len(fields) != 5:
+        raise UserError(
+            "cron", f"{expression!r} has {len(fields)} fields; expected 5 (minute hour dom month dow)"
+        )
+    minutes, hours, days, months, weekdays = (
+        _parse_field(text, *field) for text, field in zip(fields, FIELDS, strict=True)
+    )
+    return CronSpec(
+        minutes=tuple(sorted(minutes)),
+        hours=tuple(sorted(hours)),
+        days=frozenset(days),
+        months=frozenset(months),
+        weekdays=frozenset(weekdays),
+        days_and=fields[2].startswith("*") or fields[4].startswith("*"),
+    )
+
+
+def _fires_on_some_day(spec: CronSpec) -> bool:
+    first = date(2000, 1, 1)
+    return any(spec.matches_day(first + timedelta(days=n)) for n in range(_NEVER_FIRES_SCAN_DAYS))
 
 
 def validate_expression(expression: str) -> str:
@@ -86,19 +150,24 @@ def validate_expression(expression: str) -> str:
     Raises `UserError` naming the field. Extensions (``L``, ``#``, ``?``, seconds, ``@daily``)
     are refused so an expression means the same thing here as in any other cron.
     """
-    fields = expression.strip().lower().split()
-    if len(fields) != 5:
-        raise UserError(
-            "cron", f"{expression!r} has {len(fields)} fields; expected 5 (minute hour dom month dow)"
-        )
-    for text, (field, low, high, names) in zip(fields, FIELDS, strict=True):
-        _validate_field(text, field, low, high, names)
-    normalised = " ".join(fields)
-    try:
-        _first_wall_time(normalised, datetime(2000, 1, 1))
-    except CroniterBadDateError:
-        raise UserError("cron", f"{expression!r} never fires (no such date)") from None
-    return normalised
+    spec = parse_expression(expression)
+    if not _fires_on_some_day(spec):
+        raise UserError("cron", f"{expression!r} never fires (no such date)")
+    return " ".join(expression.strip().lower().split())
+
+
+def wall_times(expression: str, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Every naive wall-clock minute in [start, end] the expression matches, in order."""
+    spec = parse_expression(expression)
+    day = start.date()
+    for _ in range((end.date() - day).days + 1):
+        if spec.matches_day(day):
+            for hour in spec.hours:
+                for minute in spec.minutes:
+                    wall = datetime.combine(day, time(hour, minute))
+                    if start <= wall <= end:
+                        yield wall
+        day += timedelta(days=1)
 
 
 def validate_timezone(name: str) -> ZoneInfo:
@@ -115,10 +184,6 @@ def is_fixed_time(expression: str) -> bool:
     """True when neither the minute nor the hour field starts with '*' (ISC cron's rule)."""
     minute, hour = expression.split()[:2]
     return not minute.startswith("*") and not hour.startswith("*")
-
-
-def _first_wall_time(expression: str, after: datetime) -> datetime:
-    return croniter(expression, after, max_years_between_matches=10).get_next(datetime)
 
 
 def _wall(instant: datetime, zone: ZoneInfo) -> datetime:
@@ -165,14 +230,10 @@ def fire_times(expression: str, timezone: str, start: datetime, end: datetime) -
     lowest_wall = _wall(start, zone) - _DST_MARGIN
     highest_wall = _wall(end, zone) + _DST_MARGIN
     found: set[datetime] = set()
-    iterator = croniter(expression, lowest_wall - timedelta(minutes=1), max_years_between_matches=10)
-    try:
-        while (wall := iterator.get_next(datetime)) <= highest_wall:
-            for instant in instants_for_wall_time(wall, zone, fixed):
-                if start <= instant <= end:
-                    found.add(instant)
-    except CroniterBadDateError:
-        pass
+    for wall in wall_times(expression, lowest_wall, highest_wall):
+        for instant in instants_for_wall_time(wall, zone, fixed):
+            if start <= instant <= end:
+                found.add(instant)
     return tuple(sorted(found))
 
 

@@ -60,6 +60,15 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
+def _positive_int(text: str | None, default: int) -> int:
+    """A positive whole number, or the default for an unset or unusable value."""
+    try:
+        value = int(text or "")
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 @dataclass(frozen=True)
 class Settings:
     """The platform's environment; fields are None when the variable is unset."""
@@ -72,6 +81,8 @@ class Settings:
     #: `json` in the cluster (one JSON event per line), `text` on a terminal.
     log_format: str = "text"
     log_level: str = "INFO"
+    #: How long the fire-time ledger keeps its entries (FIRE_TIME_RETENTION_DAYS).
+    fire_time_retention_days: int = 90
     #: INTEGRATION_ENCRYPTION_KEY: decrypts integration credentials and notification channels.
     encryption_keys: str | None = None
     #: Base URL of the operator console; notifications link to `{console_url}/executions/{id}`.
@@ -90,6 +101,7 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             console_url=(env.get("CONSOLE_URL") or "").rstrip("/") or None,
             encryption_keys=env.get(INTEGRATION_ENCRYPTION_KEY_ENV) or None,
+            fire_time_retention_days=_positive_int(env.get("FIRE_TIME_RETENTION_DAYS"), default=90),
         )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -83,6 +84,10 @@ def validate_workflow(document: Any) -> dict[str, Any]:
     """
     if not isinstance(document, dict):
         raise UserError("workflow", "must be a mapping with name and steps")
+    if "kind" in document:  # a document of `wfctl apply` may be given to `workflows apply` too
+        if document["kind"] != "Workflow":
+            raise UserError("kind", f"{document['kind']!r} is not a workflow (expected kind: Workflow)")
+        document = {k: v for k, v in document.items() if k != "kind"}
     validator = jsonschema.Draft202012Validator(workflow_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
@@ -102,6 +107,21 @@ def validate_workflow(document: Any) -> dict[str, Any]:
     normalised["retry"] = {**DEFAULT_RETRY, **document.get("retry", {})}
     normalised["steps"] = [{"with": {}, **step} for step in document["steps"]]
     return normalised
+
+
+def check_step_types(definition: dict[str, Any], known: Collection[str]) -> None:
+    """Refuse a step type nothing provides, at apply time rather than at the first run.
+
+    `known` is the built-in types plus the installed `workflow_runtime.steps` entry points.
+    """
+    for index, step in enumerate(definition["steps"]):
+        if step["type"] not in known:
+            choices = ", ".join(sorted(known))
+            raise UserError(
+                f"steps[{index}].type",
+                f"unknown step type {step['type']!r} (known: {choices}; "
+                "--allow-unknown-step-types if the runner image has more)",
+            )
 
 
 def parse_workflow(text: str, source: str = "workflow") -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.core.db.models import Catchup
+from services.core.db.models import Catchup, FireReason
 
 # A fire time first seen more than this long after it is "missed" (README, Schedules).
 MISSED_AFTER = timedelta(seconds=60)
@@ -16,38 +16,20 @@ MISSED_AFTER = timedelta(seconds=60)
 MAX_CATCHUP_PER_TICK = 100
 
 
-# Why a fire time was dropped (the `missed` notification and the fire-time ledger say it).
-DROP_OUTSIDE_WINDOW = "outside_catchup_window"
-DROP_CATCHUP_NONE = "catchup_none"
-DROP_CATCHUP_LATEST = "catchup_latest"
-DROP_REASONS = {
-    DROP_OUTSIDE_WINDOW: "older than the catch-up window",
-    DROP_CATCHUP_NONE: "missed, and catchup is none",
-    DROP_CATCHUP_LATEST: "missed, and catchup latest runs only the most recent missed time",
-}
-
-
-@dataclass(frozen=True)
-class Drop:
-    """One fire time a tick decided never to run, and why (a DROP_* reason)."""
-
-    fire_time: datetime
-    reason: str
-
-
 @dataclass(frozen=True)
 class Plan:
     """What one tick does for one schedule."""
 
     to_send: tuple[datetime, ...]
-    drops: tuple[Drop, ...]
+    # Each dropped fire time with the reason the fire-time ledger records.
+    drops: tuple[tuple[datetime, FireReason], ...]
     # Where the schedule resumes: the first fire time not handled by this tick, or None when
     # every due time was handled (the caller then uses the next fire time after `now`).
     resume_from: datetime | None
 
     @property
     def dropped(self) -> tuple[datetime, ...]:
-        return tuple(sorted(drop.fire_time for drop in self.drops))
+        return tuple(t for t, _ in self.drops)
 
 
 def window_start(now: datetime, window_seconds: int) -> datetime:
@@ -75,7 +57,7 @@ def plan_fire_times(
     """
     policy = Catchup(catchup)
     oldest = window_start(now, window_seconds)
-    expired = tuple(Drop(t, DROP_OUTSIDE_WINDOW) for t in due if t < oldest)
+    expired = tuple((t, FireReason.OUTSIDE_WINDOW) for t in due if t < oldest)
     eligible = [t for t in due if t >= oldest]
     missed = [t for t in eligible if now - t > MISSED_AFTER]
     on_time = [t for t in eligible if now - t <= MISSED_AFTER]
@@ -85,10 +67,10 @@ def plan_fire_times(
             return Plan(tuple(sent), expired, resume_from=missed[MAX_CATCHUP_PER_TICK])
         return Plan(tuple(missed + on_time), expired, resume_from=None)
     if policy == Catchup.LATEST and missed and not on_time:
-        older = tuple(Drop(t, DROP_CATCHUP_LATEST) for t in missed[:-1])
-        return Plan((missed[-1],), expired + older, resume_from=None)
-    reason = DROP_CATCHUP_LATEST if policy == Catchup.LATEST else DROP_CATCHUP_NONE
-    return Plan(tuple(on_time), expired + tuple(Drop(t, reason) for t in missed), resume_from=None)
+        superseded = tuple((t, FireReason.SUPERSEDED_LATEST) for t in missed[:-1])
+        return Plan((missed[-1],), expired + superseded, resume_from=None)
+    reason = FireReason.CATCHUP_NONE if policy == Catchup.NONE else FireReason.SUPERSEDED_LATEST
+    return Plan(tuple(on_time), expired + tuple((t, reason) for t in missed), resume_from=None)
 
 
 def jitter_delay(schedule_id: uuid.UUID, fire_time: datetime, jitter_seconds: int) -> int:

@@ -1,9 +1,11 @@
 """One dispatcher tick (`wfctl dispatch`, the CronJob's command).
 
 Claims due schedules in batches with `FOR UPDATE SKIP LOCKED`, sends one message per fire time,
-then advances `next_run_at` and commits. Send-then-commit: a crash between the two re-sends the
-same messages on the next tick and the dedup keys absorb them. A concurrent tick skips the rows
-this one holds, so no fire time is sent twice by two ticks at once. Also enqueues due retries.
+then advances `next_run_at`, records every decided fire time in the ledger and commits.
+Send-then-commit: a crash between the two re-sends the same messages on the next tick and the
+dedup keys absorb them. A concurrent tick skips the rows
+this one holds, so no fire time is sent twice by two ticks at once. Also enqueues due retries
+and prunes ledger entries older than FIRE_TIME_RETENTION_DAYS, a bounded number per tick.
 """
 
 from __future__ import annotations
@@ -18,20 +20,29 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core import cron
-from services.core.db.models import Execution, Schedule, Trigger
+from services.core.db.models import Execution, FireDecision, FireReason, Schedule, Trigger
+from services.core.ledger import (
+    PRUNE_MAX_BATCHES,
+    FireTimeEntry,
+    describe_reason,
+    prune_fire_times,
+    record_fire_times,
+)
 from services.core.messages import RunMessage, retry_dedup_key, schedule_dedup_key
 from services.core.queue import OutgoingMessage, Queue
-from services.dispatcher.planning import DROP_REASONS, jitter_delay, plan_fire_times, window_start
+from services.core.settings import Settings
+from services.dispatcher import timing
+from services.dispatcher.planning import jitter_delay, plan_fire_times, window_start
 from services.notify import events as notify_events
 from services.notify.sender import Sender
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 100
-# Fire times older than the catch-up window are never run; the last hour of them before the
-# window is still enumerated so each one is reported as dropped (a `missed` notification).
-EXPIRED_REPORT_LOOKBACK = timedelta(hours=1)
+# Dropped fire times a tick records per schedule: the most recent MAX_LEDGER_DROPS, and those
+# older than the catch-up window (`outside_window`) only from LEDGER_LOOKBACK before it.
+LEDGER_LOOKBACK = timedelta(days=7)
+MAX_LEDGER_DROPS = 1000
 
 
 @dataclass
@@ -42,6 +53,7 @@ class TickSummary:
     retries_sent: int = 0
     deadline_notifications: int = 0
     notifications_sent: int = 0
+    ledger_pruned: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -82,21 +94,35 @@ def _claim_due_schedules(
     return list(session.scalars(query))
 
 
+def _expired_before_window(schedule: Schedule, plan_start: datetime) -> list[datetime]:
+    """Fire times from `next_run_at` up to the window start: never run, but recorded."""
+    assert schedule.next_run_at is not None
+    start = max(schedule.next_run_at, plan_start - LEDGER_LOOKBACK)
+    times = timing.fire_times(timing.Timing.of(schedule), start, plan_start - timedelta(microseconds=1))
+    return times[-MAX_LEDGER_DROPS:]
+
+
 def _process_schedule_batch(
     session: Session, queue: Queue, now: datetime, schedules: list[Schedule], summary: TickSummary
 ) -> None:
     outgoing: list[OutgoingMessage] = []
-    advances: list[tuple[Schedule, datetime]] = []
+    ledger: list[FireTimeEntry] = []
+    advances: list[tuple[Schedule, datetime | None]] = []
     for schedule in schedules:
         assert schedule.next_run_at is not None
-        # Times older than the window are never run, so never computed either.
-        oldest = window_start(now, schedule.catchup_window_seconds)
-        start = max(schedule.next_run_at, floor_to_minute(oldest) - EXPIRED_REPORT_LOOKBACK)
-        due = cron.fire_times(schedule.cron, schedule.timezone, start, now)
+        spec = timing.Timing.of(schedule)
+        # Times older than the window are never run, so only computed for the ledger.
+        plan_start = floor_to_minute(window_start(now, schedule.catchup_window_seconds))
+        start = max(schedule.next_run_at, plan_start)
+        expired = _expired_before_window(schedule, plan_start) if schedule.next_run_at < plan_start else []
+        due = timing.fire_times(spec, start, now)
         plan = plan_fire_times(due, now, schedule.catchup, schedule.catchup_window_seconds)
         summary.fire_times_dropped += len(plan.drops)
-        for drop in plan.drops:
-            notify_events.fire_time_dropped(session, schedule, drop.fire_time, DROP_REASONS[drop.reason])
+        drops = [(t, FireReason.OUTSIDE_WINDOW) for t in expired] + list(plan.drops)
+        for fire_time, reason in drops[-MAX_LEDGER_DROPS:]:
+            ledger.append(FireTimeEntry(schedule.id, fire_time, FireDecision.DROPPED, reason))
+            # A fire time the dispatcher dropped is `missed` for whoever asked to be told.
+            notify_events.fire_time_dropped(session, schedule, fire_time, describe_reason(reason))
         for fire_time in plan.to_send:
             notify_events.fire_time_sent(session, schedule, fire_time)
             message = schedule_message(schedule, fire_time)
@@ -106,12 +132,31 @@ def _process_schedule_batch(
                     delay_seconds=jitter_delay(schedule.id, fire_time, schedule.jitter_seconds),
                 )
             )
-        resume = plan.resume_from or cron.next_fire_time(schedule.cron, schedule.timezone, now)
+            ledger.append(
+                FireTimeEntry(
+                    schedule.id, fire_time, FireDecision.SENT, trigger=Trigger.SCHEDULE.value,
+                    dedup_key=message.dedup_key,
+                )
+            )
+        resume = plan.resume_from or timing.next_fire_time(spec, now)
         advances.append((schedule, resume))
     summary.messages_sent += queue.send_batch(outgoing)
     for schedule, resume in advances:
         schedule.next_run_at = resume
         schedule.last_dispatched_at = now
+        if resume is None:  # a one-off that fired, or past its end: nothing is left
+            schedule.completed_at = now
+    record_fire_times(session, ledger, decided_at=now)
+
+
+def _prune_ledger(session_maker: sessionmaker[Session], now: datetime, summary: TickSummary) -> None:
+    days = Settings.from_env().fire_time_retention_days
+    for _ in range(PRUNE_MAX_BATCHES):
+        with session_maker() as session, session.begin():
+            deleted = prune_fire_times(session, now, days)
+        summary.ledger_pruned += deleted
+        if not deleted:
+            return
 
 
 def _enqueue_due_retries(
@@ -196,6 +241,7 @@ def tick(
     _check_deadlines(session_maker, current, summary)
     if sender is not None:
         summary.notifications_sent = sender.run_once().sent
+    _prune_ledger(session_maker, current, summary)
     summary.seconds = time.monotonic() - started
     log.debug(
         "dispatch tick",

@@ -1,49 +1,42 @@
-"""Apply the example workflows and their schedules, and trigger one manual run.
+"""Apply the examples (`wfctl apply` documents in examples/) and trigger one manual run.
 
-`examples/schedules.yaml` lists each example's schedule; every schedule's input gets `base_url`,
-the demo API the examples call, so they run offline. Existing schedules are left as they are, so
-a restart keeps the user's changes.
+The examples are the same files a user applies with `wfctl apply -f examples/`. Here every
+schedule's input also gets `base_url`, the demo API the examples call, so they run offline.
+Existing schedules are left as they are, so a restart keeps the user's changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from services.core.db.models import Schedule
 from services.core.db.session import session_scope
 from services.core.queue import Queue
-from services.core.workflows import apply_workflow, parse_workflow
-from services.dispatcher.schedules import ScheduleSpec, create_schedule
+from services.dispatcher.apply import apply_documents, parse_documents, read_manifests
 from services.dispatcher.triggers import trigger_manual_run
+
+# The workflow run once when the platform starts.
+RUN_NOW = "health-check"
 
 
 def apply_examples(directory: Path, base_url: str, database_url: str, queue: Queue) -> Iterator[str]:
-    """Apply every `*.workflow.yaml`, create missing schedules, and run `run_now` once."""
-    manifest: dict[str, Any] = yaml.safe_load((directory / "schedules.yaml").read_text()) or {}
+    """Apply every workflow, create the schedules that do not exist yet, and run `RUN_NOW` once."""
+    documents = parse_documents(read_manifests(directory))
     with session_scope(database_url) as session:
-        for path in sorted(directory.glob("*.workflow.yaml")):
-            workflow, created = apply_workflow(session, parse_workflow(path.read_text(), source=str(path)))
-            yield f"workflow {workflow.name} {'created' if created else 'applied'} (version {workflow.version})"
         existing = set(session.scalars(select(Schedule.name)))
-        for entry in manifest.get("schedules", []):
-            if entry["name"] in existing:
-                continue
-            spec = ScheduleSpec(
-                name=entry["name"],
-                workflow=entry["workflow"],
-                cron=entry["cron"],
-                timezone=entry.get("timezone", "UTC"),
-                input={**entry.get("input", {}), "base_url": base_url},
-                catchup=entry.get("catchup", "latest"),
-                overlap=entry.get("overlap", "allow"),
-            )
-            schedule = create_schedule(session, spec)
-            yield f"schedule {schedule.name} created ({schedule.cron} {schedule.timezone})"
-        if manifest.get("run_now"):
-            message = trigger_manual_run(session, queue, manifest["run_now"], {"base_url": base_url})
-            yield f"run of {manifest['run_now']} enqueued ({message.dedup_key})"
+        chosen = []
+        for doc in documents:
+            if doc.kind == "Schedule":
+                if doc.name in existing:
+                    continue
+                doc = replace(doc, body={**doc.body, "input": {**(doc.body.get("input") or {}), "base_url": base_url}})
+            chosen.append(doc)
+        for change in apply_documents(session, chosen):
+            yield change.line()
+        if any(d.kind == "Workflow" and d.name == RUN_NOW for d in documents):
+            message = trigger_manual_run(session, queue, RUN_NOW, {"base_url": base_url})
+            yield f"run of {RUN_NOW} enqueued ({message.dedup_key})"

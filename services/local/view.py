@@ -13,6 +13,7 @@ from sqlalchemy import select
 from services.core.db.models import Execution, Schedule
 from services.core.db.session import session_factory
 from services.core.queue import Queue, sqs_client
+from services.dispatcher.schedules import timing_text
 
 RECENT = 12
 
@@ -34,7 +35,10 @@ def _duration(execution: Execution) -> float | None:
 def take_snapshot(env: dict[str, str]) -> Snapshot:
     with session_factory(env["DATABASE_URL"])() as session:
         schedules = [
-            {"name": s.name, "cron": s.cron, "timezone": s.timezone, "enabled": s.enabled, "next_run_at": s.next_run_at}
+            {
+                "name": s.name, "cron": timing_text(s), "timezone": s.timezone, "enabled": s.enabled,
+                "next_run_at": s.next_run_at,
+            }
             for s in session.scalars(select(Schedule).order_by(Schedule.name))
         ]
         executions = [
@@ -66,7 +70,7 @@ STATUS_STYLE = {
 
 def render(snapshot: Snapshot, last_tick: str) -> Group:
     schedules = Table(title="Schedules", title_justify="left", expand=True)
-    for column in ("name", "cron", "timezone", "next run (UTC)"):
+    for column in ("name", "when", "timezone", "next run (UTC)"):
         schedules.add_column(column)
     for s in snapshot.schedules:
         next_run = s["next_run_at"].strftime("%Y-%m-%d %H:%M") if s["enabled"] and s["next_run_at"] else "paused"

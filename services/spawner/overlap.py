@@ -3,7 +3,9 @@
 
 Decided under a row lock on the schedule, so two runs of one schedule spawned at the same moment
 (by two workers or two replicas) see each other's decision instead of both skipping or both
-replacing.
+replacing. A skipped or replaced run's fire time is recorded in the fire-time ledger as
+dropped (`overlap_skip`, `overlap_replace`), so `catchup: all` or a backfill under these policies
+never loses a run silently.
 """
 
 from __future__ import annotations
@@ -14,8 +16,17 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.core.db.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Overlap, Schedule
+from services.core.db.models import (
+    ACTIVE_STATUSES,
+    Execution,
+    ExecutionStatus,
+    FireDecision,
+    FireReason,
+    Overlap,
+    Schedule,
+)
 from services.core.executions import finish_execution, now_utc, transition
+from services.core.ledger import record_fire_time
 from services.spawner.jobs import job_name
 
 
@@ -28,6 +39,21 @@ class OverlapDecision:
 
 def replaced_error(execution_id: uuid.UUID) -> str:
     return f"cancelled: replaced by execution {execution_id} of the same schedule"
+
+
+def _record_dropped(session: Session, execution: Execution, reason: FireReason) -> None:
+    if execution.schedule_id is None or execution.scheduled_for is None:
+        return
+    record_fire_time(
+        session,
+        execution.schedule_id,
+        execution.scheduled_for,
+        FireDecision.DROPPED,
+        reason,
+        trigger=execution.trigger,
+        dedup_key=execution.dedup_key,
+        execution_id=execution.id,
+    )
 
 
 def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
@@ -58,11 +84,15 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
             finished_at=now_utc(),
             error=f"skipped: execution {other_id} of the same schedule is still {other_status}",
         )
+        _record_dropped(session, execution, FireReason.OVERLAP_SKIP)
         return OverlapDecision(skipped=True)
     # replace: cancel the others now; a retried message also re-deletes the Jobs of the runs it
     # cancelled earlier, in case it died between the cancel and the delete.
     for other_id, _ in others:
-        finish_execution(session, other_id, ExecutionStatus.CANCELLED, error=replaced_error(execution.id))
+        if finish_execution(session, other_id, ExecutionStatus.CANCELLED, error=replaced_error(execution.id)):
+            replaced = session.get(Execution, other_id)
+            if replaced is not None:
+                _record_dropped(session, replaced, FireReason.OVERLAP_REPLACE)
     already = session.scalars(
         select(Execution.id).where(
             Execution.schedule_id == execution.schedule_id,

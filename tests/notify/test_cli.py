@@ -156,7 +156,7 @@ def test_schedules_create_with_notify_json_and_file(db, tmp_path, wfctl) -> None
         ('[{"on": [], "channel": "x"}]', "error: notify.notify[0].on: must be a non-empty list of events"),
         ('{"late_after": "later"}', "error: notify.late_after: 'later' is not a duration"),
         ('{"retry": 1}', "error: notify.retry: unknown field"),
-        ("not json", "error: notify: not valid JSON"),
+        ("not json", "error: notify: is not valid JSON"),
     ]:
         result = wfctl("schedules", "create", "c", "--workflow", "nightly", "--cron", "0 2 * * *", "--notify", bad)
         assert result.code == 2 and result.err.startswith(expected), (bad, result.err)

@@ -1,5 +1,5 @@
-"""The tables: workflows, schedules, executions, step runs, integrations, notifications, API tokens
-and audit events.
+"""The tables: workflows, schedules, the fire-time ledger, executions, step runs, integrations,
+notifications, API tokens and audit events.
 
 Every timestamp is a UTC `timestamptz`. Enumerations are stored as text with CHECK constraints so
 the database itself refuses a status the code does not know.
@@ -38,6 +38,8 @@ from services.contract import (  # noqa: F401  (re-exported: the tables' vocabul
     Catchup,
     ChannelType,
     ExecutionStatus,
+    FireDecision,
+    FireReason,
     NotificationEvent,
     NotificationStatus,
     Overlap,
@@ -87,6 +89,13 @@ class Schedule(Base):
         CheckConstraint(_in("overlap", Overlap), name="overlap"),
         CheckConstraint("jitter_seconds BETWEEN 0 AND 900", name="jitter"),
         CheckConstraint("catchup_window_seconds >= 0", name="catchup_window"),
+        # Exactly one kind: cron expressions, an interval, or a one-off instant.
+        CheckConstraint(
+            "(cron IS NOT NULL)::int + (interval_seconds IS NOT NULL)::int + (run_at IS NOT NULL)::int = 1",
+            name="kind",
+        ),
+        CheckConstraint("interval_seconds >= 60", name="interval"),
+        CheckConstraint("end_at IS NULL OR start_at IS NULL OR end_at >= start_at", name="bounds"),
         # The dispatcher's hot query: enabled schedules by their next fire time.
         Index(
             "ix_schedules_due",
@@ -100,7 +109,19 @@ class Schedule(Base):
     workflow_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("workflows.id", ondelete="RESTRICT"), index=True
     )
-    cron: Mapped[str] = mapped_column(String(255))
+    # One or more 5-field expressions separated by "; " (see `cron_expressions`); None for the
+    # other kinds.
+    cron: Mapped[str | None] = mapped_column(String(1024))
+    # `every`: seconds between fire times, counted in real time from `anchor_at`.
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    anchor_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # `at`: the single instant of a one-off schedule.
+    run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Optional bounds of every kind (inclusive).
+    start_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when no fire time is left (a one-off that fired, or past `end_at`).
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     input: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -117,6 +138,48 @@ class Schedule(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     workflow: Mapped[Workflow] = relationship(lazy="joined")
+
+    @property
+    def cron_expressions(self) -> list[str]:
+        return [part.strip() for part in (self.cron or "").split(";") if part.strip()]
+
+    @property
+    def kind(self) -> str:
+        if self.interval_seconds is not None:
+            return "every"
+        if self.run_at is not None:
+            return "at"
+        return "cron"
+
+
+class FireTime(Base):
+    """The fire-time ledger: one row per fire time the dispatcher decided about.
+
+    Append-only; pruned after FIRE_TIME_RETENTION_DAYS by the dispatcher tick.
+    """
+
+    __tablename__ = "fire_times"
+    __table_args__ = (
+        CheckConstraint(_in("decision", FireDecision), name="decision"),
+        CheckConstraint(f"reason IS NULL OR {_in('reason', FireReason)}", name="reason"),
+        Index("ix_fire_times_schedule_fire_time", "schedule_id", "fire_time"),
+        Index("ix_fire_times_decided_at", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("schedules.id", ondelete="CASCADE")
+    )
+    fire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    # The trigger of the message sent (schedule or backfill), or None when dropped.
+    trigger: Mapped[str | None] = mapped_column(String(16))
+    # The execution it became: the message's dedup key (the execution row appears when the
+    # spawner inserts it) and, when known at decision time, the execution id.
+    dedup_key: Mapped[str | None] = mapped_column(String(512))
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Execution(Base):

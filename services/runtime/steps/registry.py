@@ -52,6 +52,11 @@ def as_step(target: Any, name: str) -> Step:
     raise UnknownStepType(f"step type {name!r} does not provide a run(params, context) method")
 
 
+def known_step_types() -> frozenset[str]:
+    """Every step type this installation can run: the built-ins and the installed plugins."""
+    return frozenset(BUILTIN_STEPS) | frozenset(discover_entry_points())
+
+
 def discover_entry_points() -> dict[str, Any]:
     """Installed plugins by name; each value has `.load()`."""
     from importlib.metadata import entry_points

@@ -1,0 +1,46 @@
+"""JSON-taking options also take `@FILE` and `-` (standard input) (SPEC §6).
+
+A shell argument cannot carry 256 KiB of input; a file or a pipe can.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.core.errors import UserError
+
+
+def read_json_argument(value: str | None, field: str) -> str | None:
+    """The JSON text an option names: itself, the contents of `@FILE`, or stdin for `-`."""
+    if value is None:
+        return None
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise UserError(field, f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(field, f"{path} is not UTF-8 text") from None
+    return value
+
+
+MAX_OPTION_BYTES = 256 * 1024
+
+
+def parse_json_option(value: str | None, field: str) -> Any:
+    """An option's JSON value (text, `@FILE` or `-`); None stays None."""
+    text = read_json_argument(value, field)
+    if text is None:
+        return None
+    if len(text.encode()) > MAX_OPTION_BYTES:
+        raise UserError(field, f"is larger than {MAX_OPTION_BYTES} bytes")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(field, f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
