@@ -172,7 +172,11 @@ def compile_expression(expression: str) -> CompiledCron:
         sum(1 << day for day in range(1, 32) if weekdays >> ((first + day - 1) % 7) & 1) for first in range(7)
     )
     day_minutes = sum(
-        1 << (hour * 60 + minute) for hour in range(24) if hours >> hour & 1 for minute in range(60) if minutes >> minute & 1
+        1 << (hour * 60 + minute)
+        for hour in range(24)
+        if hours >> hour & 1
+        for minute in range(60)
+        if minutes >> minute & 1
     )
     compiled = CompiledCron(
         expression=" ".join(fields),
