@@ -313,6 +313,9 @@ class ZoneYear:
 
     `times[i]` is the first instant with offset `after[i]`; before it the offset was `before[i]`.
     `offset` holds before the first change; `end` is the next year's first instant.
+    `periods[i]` describes the constant-offset period that instants with `bisect_right(times, t)
+    == i` fall in: (its offset, its end, the change that began it, the offset before that change);
+    the first period's change is `_NO_CHANGE`, with the period's own offset before it.
     """
 
     offset: int
@@ -320,8 +323,10 @@ class ZoneYear:
     before: tuple[int, ...]
     after: tuple[int, ...]
     end: int
+    periods: tuple[tuple[int, int, int, int], ...]
 
 
+_NO_CHANGE = -(1 << 62)
 # Sampling weekly finds the same transitions as sampling daily, for all 599 zones, 1970-2040.
 _SAMPLE = 7 * _DAY
 
@@ -359,7 +364,11 @@ def zone_year(zone: ZoneInfo, year: int) -> ZoneYear:
         low, low_offset = high, high_offset
         if high == end - 1:
             break
-    return ZoneYear(first_offset, tuple(times), tuple(before), tuple(after), end)
+    periods = [(first_offset, times[0] if times else end, _NO_CHANGE, first_offset)]
+    for index, changed_at in enumerate(times):
+        period_end = times[index + 1] if index + 1 < len(times) else end
+        periods.append((after[index], period_end, changed_at, before[index]))
+    return ZoneYear(first_offset, tuple(times), tuple(before), tuple(after), end, tuple(periods))
 
 
 # --- fire times ------------------------------------------------------------------------------
@@ -383,27 +392,28 @@ def _ceil_minute(seconds: int) -> int:
     return -(-seconds // 60) * 60
 
 
-def next_instant(schedule: Schedule, start: int, limit: int, last_year: int) -> int | None:
+def next_instant(schedule: Schedule, start: int, limit: int, last_year: int | None = None) -> int | None:
     """The first fire time at or after `start` and not after `limit` (UTC seconds), else None.
 
-    `last_year` bounds the wall-clock search (the wall year of `limit`, or later).
+    `last_year` bounds the wall-clock search (default: `HORIZON_YEARS` after `start`).
     """
     compiled = schedule.cron
     zone = schedule.zone
+    fixed = compiled.fixed_time
     known_low = known_wall = None  # the last wall search: no match in [known_low, known_wall)
     while start <= limit:
-        period = zone_year(zone, _civil(start // _DAY)[0])
-        index = bisect_right(period.times, start)
-        offset = period.after[index - 1] if index else period.offset
-        period_end = period.times[index] if index < len(period.times) else period.end
+        year = _utc_year(start)
+        if last_year is None:
+            last_year = year + HORIZON_YEARS
+        table = zone_year(zone, year)
+        offset, period_end, changed_at, before = table.periods[bisect_right(table.times, start)]
         low = -(-(start + offset) // 60) * 60
-        if compiled.fixed_time and index:
-            changed_at, before, after = period.times[index - 1], period.before[index - 1], period.after[index - 1]
-            if after < before:  # fall back: the repeated wall times already fired in the first pass
+        if fixed:
+            if offset < before:  # after a fall back: the repeated wall times fired in the first pass
                 low = max(low, _ceil_minute(changed_at + before))
-            elif changed_at == start:  # spring forward now: the gap's fire times run once, now
+            elif changed_at == start and offset > before:  # spring forward now: the gap fires once, now
                 in_gap = next_wall_time(compiled, _ceil_minute(changed_at + before), last_year)
-                if in_gap is not None and in_gap < changed_at + after:
+                if in_gap is not None and in_gap < changed_at + offset:
                     return start
         if known_low is not None and known_wall is not None and known_low <= low <= known_wall:
             wall = known_wall
@@ -417,6 +427,18 @@ def next_instant(schedule: Schedule, start: int, limit: int, last_year: int) -> 
             return instant if instant <= limit else None
         start = period_end
     return None
+
+
+_FIRST_YEAR = 1900
+_YEAR_STARTS = [(date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY for year in range(_FIRST_YEAR, 2401)]
+
+
+def _utc_year(instant: int) -> int:
+    """The UTC year of an instant (seconds since 1970)."""
+    index = bisect_right(_YEAR_STARTS, instant)
+    if 0 < index < len(_YEAR_STARTS):
+        return _FIRST_YEAR + index - 1
+    return _civil(instant // _DAY)[0]
 
 
 def fire_times(expression: str, timezone: str, start: datetime, end: datetime) -> tuple[datetime, ...]:
@@ -440,8 +462,7 @@ def next_fire_time(expression: str, timezone: str, after: datetime) -> datetime:
     schedule = compile_schedule(expression, timezone)
     seconds = math.floor(after.timestamp())
     start = seconds - seconds % 60 + 60
-    last_year = _civil(start // _DAY)[0] + HORIZON_YEARS
-    instant = next_instant(schedule, start, start + HORIZON_YEARS * 366 * _DAY, last_year)
+    instant = next_instant(schedule, start, start + HORIZON_YEARS * 366 * _DAY)
     if instant is None:
         raise UserError("cron", f"{expression!r} does not fire within {HORIZON_YEARS} years")
     return datetime.fromtimestamp(instant, UTC)
