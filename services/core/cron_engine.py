@@ -31,10 +31,11 @@ and bisecting each change to the second.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -97,7 +98,7 @@ class CompiledCron:
     weekday_days: tuple[int, ...]
     day_minutes: int  # bit h * 60 + m is set when hour h and minute m both match
     first_minute: int  # the first matching minute of a day (h * 60 + m)
-    month_days: dict[int, int] = field(default_factory=dict, compare=False, repr=False)  # days_in's cache
+    month_days: dict[int, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def days_in(self, year: int, month: int) -> int:
         """The matching days of one month, as a bitmask (bit d = day d); 0 if the month doesn't match."""
