@@ -1,10 +1,18 @@
-"""Cron math: standard 5-field expressions, IANA time zones, and ISC/Vixie cron's DST rules.
+"""Cron math: a compiled engine for standard 5-field expressions, IANA time zones, ISC/Vixie rules.
 
-Pure functions over aware UTC datetimes. Expressions are parsed here into sets of allowed values
-(no third-party cron library: croniter reads a single-value range such as ``0-0`` as ``*`` and
-ORs the day fields even when one of them is ``*/2``). Matching wall-clock times are then mapped
-to real instants with the DST rules of docs/schedules.md:
+Why compiled: the dispatcher computes a next fire time for every due schedule, and a general
+library such as croniter costs ~165 µs per step. Here each expression is parsed once into
+bitmasks, each (expression, zone) pair is cached, and a next fire time jumps field by field
+(month → day → hour → minute) instead of minute by minute, so a call costs a few microseconds.
+Standard library only.
 
+Semantics (README, Schedules; docs/cron.md):
+
+* Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 (``jan``-``dec``), day of week
+  0-7 (``sun``-``sat``; ``7`` is Sunday, and so is ``sun`` ending a range: ``fri-sun``). Items
+  are ``*``, ``N``, ``N-M`` and ``*/S`` / ``N-M/S``, joined by commas. ``N-N`` is just ``N``.
+* Vixie's day rule: when the day-of-month or the day-of-week field starts with ``*`` (``*``,
+  ``*/2``), a day must match both fields; when both are restricted, either one.
 * An expression is *fixed-time* when neither its minute nor its hour field starts with ``*``.
 * Spring forward (the wall time does not exist): a fixed-time fire time runs once at the first
   instant after the gap; a wildcard one does not occur.
@@ -12,17 +20,24 @@ to real instants with the DST rules of docs/schedules.md:
   a wildcard one runs at both instants.
 * Fire times that land on the same instant are one fire time.
 
-Day fields follow Vixie cron: when the day-of-month or the day-of-week field starts with ``*``
-(``*``, ``*/2``), a day must match both; when both are restricted, either one. ``7`` and a range
-ending in ``sun`` (``fri-sun``) mean Sunday.
+How the DST rules are applied: the zone's UTC offset is constant between two transitions, so
+each such *period* maps wall times to instants one to one (instant = wall - offset). Walking the
+periods in order, the first matching wall time inside a period is the next fire time. Wall
+times in a spring-forward gap belong to no period (so wildcard ones never occur); a fixed-time
+expression fires at the transition instant when some matching wall time lies in the gap; and
+after a fall-back a fixed-time expression skips the repeated wall times (its first pass already
+had them). Transitions are found once per zone and UTC year by sampling the zone's offset weekly
+and bisecting each change to the second.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
-from collections.abc import Iterator
+from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,40 +55,67 @@ FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("day of week", 0, 7, DAY_NAMES),
 )
 
+# How far ahead `next_fire_time` looks: a Feb 29 that must also be a given weekday recurs
+# every 28 years at worst.
+HORIZON_YEARS = 30
+
 _ITEM = re.compile(r"^(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+_MICROSECOND = timedelta(microseconds=1)
+_DAY = 86_400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# Longest each month can be (Feb 29), for deciding whether an expression can ever fire.
+_MAX_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
-# How far the wall clock can move at a transition, with margin (the largest real shift is 2h).
-_DST_MARGIN = timedelta(hours=3)
-# Windows tried in turn when looking for the next fire time; the last covers Feb 29 schedules.
-_SEARCH_WINDOWS = (
-    timedelta(hours=2),
-    timedelta(days=2),
-    timedelta(days=64),
-    timedelta(days=800),
-    timedelta(days=366 * 9),
+
+# _DAYS_OF_WEEKDAY[f][w]: the days 1-31 (as bits) that fall on weekday w when the 1st is weekday f.
+_DAYS_OF_WEEKDAY = tuple(
+    tuple(sum(1 << day for day in range(1, 32) if (first + day - 1) % 7 == weekday) for weekday in range(7))
+    for first in range(7)
 )
-# Every (weekday, leap year) combination of a date occurs within 28 years.
-_NEVER_FIRES_SCAN_DAYS = 28 * 366
 
 
-@dataclass(frozen=True)
-class CronSpec:
-    """A parsed expression: the allowed values of each field."""
+# --- parsing ---------------------------------------------------------------------------------
 
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday .. 6 = Saturday
-    # Vixie's rule: True when either day field starts with '*' (a day must match both).
-    days_and: bool
 
-    def matches_day(self, day: date) -> bool:
-        if day.month not in self.months:
-            return False
-        by_month_day = day.day in self.days
-        by_weekday = day.isoweekday() % 7 in self.weekdays
-        return by_month_day and by_weekday if self.days_and else by_month_day or by_weekday
+@dataclass(frozen=True, slots=True)
+class CompiledCron:
+    """One expression as bitmasks: bit i of `minutes` is set when minute i matches, and so on.
+
+    `days` uses bits 1-31, `months` bits 1-12, `weekdays` bits 0-6 (Sunday 0).
+    `weekday_days[w]` holds the days 1-31 that match `weekdays` in a month whose 1st is weekday w.
+    """
+
+    expression: str
+    minutes: int
+    hours: int
+    days: int
+    months: int
+    weekdays: int
+    both_days: bool  # Vixie: a day must match both day fields (one of them starts with '*')
+    fixed_time: bool
+    weekday_days: tuple[int, ...]
+    day_minutes: int  # bit h * 60 + m is set when hour h and minute m both match
+    first_minute: int  # the first matching minute of a day (h * 60 + m)
+    month_days: dict[int, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def days_in(self, year: int, month: int) -> int:
+        """The matching days of one month, as a bitmask (bit d = day d); 0 if the month doesn't match."""
+        key = year * 16 + month
+        days = self.month_days.get(key)
+        if days is None:
+            days = 0
+            if self.months >> month & 1:
+                _, first_weekday, length = _month_info(year, month)
+                valid = (1 << (length + 1)) - 2
+                by_weekday = self.weekday_days[first_weekday]
+                days = (self.days & by_weekday if self.both_days else self.days | by_weekday) & valid
+            if len(self.month_days) > 4096:
+                self.month_days.clear()
+            self.month_days[key] = days
+        return days
 
 
 def _value(token: str, field: str, low: int, high: int, names: tuple[str, ...]) -> int:
@@ -88,9 +130,9 @@ def _value(token: str, field: str, low: int, high: int, names: tuple[str, ...]) 
     return number
 
 
-def _parse_field(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
-    """The values one field allows; raises `UserError` naming the field."""
-    values: set[int] = set()
+def _parse_field(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -> int:
+    """One field as a bitmask of its values; raises `UserError` naming the field."""
+    mask = 0
     for item in text.split(","):
         match = _ITEM.match(item)
         if not match:
@@ -103,71 +145,81 @@ def _parse_field(text: str, field: str, low: int, high: int, names: tuple[str, .
             first, last = low, high
         else:
             first = _value(start, field, low, high, names)
-            last = first
-            if end is not None:
+            if end is None:
+                if step_text is not None:
+                    raise UserError("cron", f"{field} field: a step needs '*' or a range, got {item!r}")
+                last = first
+            else:
                 last = _value(end, field, low, high, names)
                 if field == "day of week" and end == "sun" and first > 0:
-                    last = 7  # `fri-sun`: Friday to Sunday
+                    last = 7  # 'fri-sun' runs to the end of the week
                 if last < first:
                     raise UserError("cron", f"{field} field: range {start}-{end} runs backwards")
-            elif step_text is not None:
-                raise UserError("cron", f"{field} field: a step needs '*' or a range, got {item!r}")
-        values.update(range(first, last + 1, step))
-    if field == "day of week":
-        values = {v % 7 for v in values}  # 7 is Sunday too
-    return values
+        if step == 1:
+            mask |= (1 << (last + 1)) - (1 << first)
+        else:
+            mask |= sum(1 << number for number in range(first, last + 1, step))
+    return mask
 
 
-@lru_cache(maxsize=1024)
-def parse_expression(expression: str) -> CronSpec:
-    """Parse a normalised or raw 5-field expression into a `CronSpec` (no never-fires check)."""
+@lru_cache(maxsize=16384)
+def compile_expression(expression: str) -> CompiledCron:
+    """Parse and check an expression once; raises `UserError` naming the field.
+
+    Extensions (``L``, ``#``, ``?``, seconds, ``@daily``) are refused so an expression means the
+    same thing here as in any other cron.
+    """
     fields = expression.strip().lower().split()
     if len(fields) != 5:
         raise UserError(
             "cron", f"{expression!r} has {len(fields)} fields; expected 5 (minute hour dom month dow)"
         )
     minutes, hours, days, months, weekdays = (
-        _parse_field(text, *field) for text, field in zip(fields, FIELDS, strict=True)
+        _parse_field(text, *spec) for text, spec in zip(fields, FIELDS, strict=True)
     )
-    return CronSpec(
-        minutes=tuple(sorted(minutes)),
-        hours=tuple(sorted(hours)),
-        days=frozenset(days),
-        months=frozenset(months),
-        weekdays=frozenset(weekdays),
-        days_and=fields[2].startswith("*") or fields[4].startswith("*"),
+    if weekdays & (1 << 7):
+        weekdays = (weekdays | 1) & 0x7F
+    weekday_days = tuple(
+        sum(days_of_weekday[weekday] for weekday in range(7) if weekdays >> weekday & 1)
+        for days_of_weekday in _DAYS_OF_WEEKDAY
     )
+    day_minutes = sum(minutes << (hour * 60) for hour in range(24) if hours >> hour & 1)
+    compiled = CompiledCron(
+        expression=" ".join(fields),
+        minutes=minutes,
+        hours=hours,
+        days=days,
+        months=months,
+        weekdays=weekdays,
+        both_days=fields[2].startswith("*") or fields[4].startswith("*"),
+        fixed_time=not fields[0].startswith("*") and not fields[1].startswith("*"),
+        weekday_days=weekday_days,
+        day_minutes=day_minutes,
+        first_minute=_lowest_bit(day_minutes),
+    )
+    if not _can_fire(compiled):
+        raise UserError("cron", f"{expression!r} never fires (no such date)")
+    return compiled
 
 
-def _fires_on_some_day(spec: CronSpec) -> bool:
-    first = date(2000, 1, 1)
-    return any(spec.matches_day(first + timedelta(days=n)) for n in range(_NEVER_FIRES_SCAN_DAYS))
+def _can_fire(compiled: CompiledCron) -> bool:
+    """False when no month of the expression has one of its days (e.g. Feb 30).
+
+    When the day-of-month field is restricted but the day of week is not, the date must exist;
+    every existing date falls on every weekday in some year (Feb 29 within 28 years).
+    Otherwise any weekday or the 1st of a month (which '*/S' always holds) will do.
+    """
+    if not compiled.both_days or compiled.days & 2:
+        return True
+    return any(
+        compiled.months >> month & 1 and compiled.days & ((1 << (_MAX_DAYS_IN_MONTH[month] + 1)) - 2)
+        for month in range(1, 13)
+    )
 
 
 def validate_expression(expression: str) -> str:
-    """Check a standard 5-field expression and return it normalised (single spaces, lowercase).
-
-    Raises `UserError` naming the field. Extensions (``L``, ``#``, ``?``, seconds, ``@daily``)
-    are refused so an expression means the same thing here as in any other cron.
-    """
-    spec = parse_expression(expression)
-    if not _fires_on_some_day(spec):
-        raise UserError("cron", f"{expression!r} never fires (no such date)")
-    return " ".join(expression.strip().lower().split())
-
-
-def wall_times(expression: str, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Every naive wall-clock minute in [start, end] the expression matches, in order."""
-    spec = parse_expression(expression)
-    day = start.date()
-    for _ in range((end.date() - day).days + 1):
-        if spec.matches_day(day):
-            for hour in spec.hours:
-                for minute in spec.minutes:
-                    wall = datetime.combine(day, time(hour, minute))
-                    if start <= wall <= end:
-                        yield wall
-        day += timedelta(days=1)
+    """Check a standard 5-field expression and return it normalised (single spaces, lowercase)."""
+    return compile_expression(expression).expression
 
 
 def validate_timezone(name: str) -> ZoneInfo:
@@ -186,66 +238,236 @@ def is_fixed_time(expression: str) -> bool:
     return not minute.startswith("*") and not hour.startswith("*")
 
 
-def _wall(instant: datetime, zone: ZoneInfo) -> datetime:
-    return instant.astimezone(zone).replace(tzinfo=None)
+# --- calendar and wall-clock search ----------------------------------------------------------
+
+_MONTHS: dict[tuple[int, int], tuple[int, int, int]] = {}
 
 
-def _first_instant_at_or_after_wall(wall: datetime, zone: ZoneInfo, low: datetime, high: datetime) -> datetime:
-    """The earliest whole-minute UTC instant in [low, high] whose local wall time is >= `wall`."""
-    while high - low > timedelta(minutes=1):
-        middle = low + timedelta(minutes=((high - low) // timedelta(minutes=1)) // 2)
-        if _wall(middle, zone) >= wall:
-            high = middle
-        else:
-            low = middle
-    return low if _wall(low, zone) >= wall else high
+def _month_info(year: int, month: int) -> tuple[int, int, int]:
+    """(days from 1970-01-01 to the 1st, weekday of the 1st with Sunday 0, length in days)."""
+    key = (year, month)
+    info = _MONTHS.get(key)
+    if info is None:
+        ordinal = date(year, month, 1).toordinal()
+        length = _DAYS_IN_MONTH[month]
+        if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+            length = 29
+        info = _MONTHS[key] = (ordinal - _EPOCH_ORDINAL, ordinal % 7, length)
+    return info
 
 
-def instants_for_wall_time(wall: datetime, zone: ZoneInfo, fixed_time: bool) -> list[datetime]:
-    """Map one matching wall-clock time to the UTC instants it fires at, by the DST rules."""
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    if first == second:
-        return [first]
-    exists = _wall(first, zone) == wall
-    if exists:  # fall back: the wall time happens twice, `first` is the first pass
-        return [first] if fixed_time else [first, second]
-    if not fixed_time:  # spring forward: wildcard times in the gap do not occur
-        return []
-    # In the gap, fold=1 reads the wall time with the later offset, fold=0 with the earlier one;
-    # the transition instant lies between them.
-    return [_first_instant_at_or_after_wall(wall, zone, min(first, second), max(first, second))]
+def _lowest_bit(bits: int) -> int:
+    return (bits & -bits).bit_length() - 1
 
 
-@lru_cache(maxsize=4096)
-def fire_times(expression: str, timezone: str, start: datetime, end: datetime) -> tuple[datetime, ...]:
-    """Every fire time in [start, end] (both inclusive, aware), as sorted distinct UTC instants.
+def _civil(day: int) -> tuple[int, int, int]:
+    """(year, month, day of month) of a day counted from 1970-01-01."""
+    found = _CIVIL.get(day)
+    if found is None:
+        moment = date.fromordinal(day + _EPOCH_ORDINAL)
+        found = (moment.year, moment.month, moment.day)
+        if len(_CIVIL) > 100_000:
+            _CIVIL.clear()
+        _CIVIL[day] = found
+    return found
 
-    Cached: a dispatcher tick asks once per distinct (expression, time zone, range).
+
+_CIVIL: dict[int, tuple[int, int, int]] = {}
+
+
+def next_wall_time(compiled: CompiledCron, wall: int, last_year: int) -> int | None:
+    """The first matching wall time at or after `wall` (both in seconds since 1970-01-01 on the
+    wall clock, `wall` a whole minute), or None past `last_year`.
+
+    Within the same day one shift of the hour-and-minute mask finds it; otherwise the month and
+    the day each jump straight to their next matching value, carrying into the next year or
+    month when none is left, and the day's first matching minute is taken.
     """
+    day, rest = divmod(wall, _DAY)
+    year, month, day_of_month = _civil(day)
+    if compiled.days_in(year, month) >> day_of_month & 1:
+        bits = compiled.day_minutes >> (rest // 60)
+        if bits:
+            return wall + _lowest_bit(bits) * 60
+    day_of_month += 1
+    while year <= last_year:
+        bits = compiled.months >> month
+        if not bits:
+            year, month, day_of_month = year + 1, 1, 1
+            continue
+        if not bits & 1:
+            month, day_of_month = month + _lowest_bit(bits), 1
+        bits = compiled.days_in(year, month) >> day_of_month
+        if not bits:
+            month, day_of_month = month + 1, 1
+            continue
+        day_of_month += _lowest_bit(bits)
+        return (_month_info(year, month)[0] + day_of_month - 1) * _DAY + compiled.first_minute * 60
+    return None
+
+
+# --- zone transitions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneYear:
+    """A zone's UTC offset changes over one UTC year, and the day before it (all in seconds).
+
+    `times[i]` is the first instant with offset `after[i]`; before it the offset was `before[i]`.
+    `offset` holds before the first change; `end` is the next year's first instant.
+    `periods[i]` describes the constant-offset period that instants with `bisect_right(times, t)
+    == i` fall in: (its offset, its end, the change that began it, the offset before that change);
+    the first period's change is `_NO_CHANGE`, with the period's own offset before it.
+    """
+
+    offset: int
+    times: tuple[int, ...]
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    end: int
+    periods: tuple[tuple[int, int, int, int], ...]
+
+
+_NO_CHANGE = -(1 << 62)
+# Sampling weekly finds the same transitions as sampling daily, for all 599 zones, 1970-2040.
+_SAMPLE = 7 * _DAY
+
+
+def _offset(zone: ZoneInfo, instant: int) -> int:
+    return datetime.fromtimestamp(instant, zone).utcoffset() // _SECOND  # type: ignore[operator]
+
+
+@lru_cache(maxsize=8192)
+def zone_year(zone: ZoneInfo, year: int) -> ZoneYear:
+    """The transitions of `zone` in UTC `year`: sample the offset weekly, bisect each change."""
+    start = (date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY
+    end = (date(year + 1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY
+    times: list[int] = []
+    before: list[int] = []
+    after: list[int] = []
+    low = start - _DAY
+    low_offset = first_offset = _offset(zone, low)
+    while low < end:
+        high = min(low + _SAMPLE, end - 1)
+        high_offset = _offset(zone, high)
+        while low_offset != high_offset:  # one or more changes in (low, high]
+            left, right = low, high
+            while right - left > 1:
+                middle = (left + right) // 2
+                if _offset(zone, middle) == low_offset:
+                    left = middle
+                else:
+                    right = middle
+            changed = _offset(zone, right)
+            times.append(right)
+            before.append(low_offset)
+            after.append(changed)
+            low, low_offset = right, changed
+        low, low_offset = high, high_offset
+        if high == end - 1:
+            break
+    periods = [(first_offset, times[0] if times else end, _NO_CHANGE, first_offset)]
+    for index, changed_at in enumerate(times):
+        period_end = times[index + 1] if index + 1 < len(times) else end
+        periods.append((after[index], period_end, changed_at, before[index]))
+    return ZoneYear(first_offset, tuple(times), tuple(before), tuple(after), end, tuple(periods))
+
+
+# --- fire times ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A compiled (expression, zone) pair."""
+
+    cron: CompiledCron
+    zone: ZoneInfo
+
+
+@lru_cache(maxsize=65536)
+def compile_schedule(expression: str, timezone: str) -> Schedule:
+    """Compile an (expression, time zone) pair once; raises `UserError` for either."""
+    return Schedule(compile_expression(expression), validate_timezone(timezone))
+
+
+def _ceil_minute(seconds: int) -> int:
+    return -(-seconds // 60) * 60
+
+
+def next_instant(schedule: Schedule, start: int, limit: int, last_year: int | None = None) -> int | None:
+    """The first fire time at or after `start` and not after `limit` (UTC seconds), else None.
+
+    `last_year` bounds the wall-clock search (default: `HORIZON_YEARS` after `start`).
+    """
+    compiled = schedule.cron
+    zone = schedule.zone
+    fixed = compiled.fixed_time
+    known_low = known_wall = None  # the last wall search: no match in [known_low, known_wall)
+    while start <= limit:
+        year = _utc_year(start)
+        if last_year is None:
+            last_year = year + HORIZON_YEARS
+        table = zone_year(zone, year)
+        offset, period_end, changed_at, before = table.periods[bisect_right(table.times, start)]
+        low = -(-(start + offset) // 60) * 60
+        if fixed:
+            if offset < before:  # after a fall back: the repeated wall times fired in the first pass
+                low = max(low, _ceil_minute(changed_at + before))
+            elif changed_at == start and offset > before:  # spring forward now: the gap fires once, now
+                in_gap = next_wall_time(compiled, _ceil_minute(changed_at + before), last_year)
+                if in_gap is not None and in_gap < changed_at + offset:
+                    return start
+        if known_low is not None and known_wall is not None and known_low <= low <= known_wall:
+            wall = known_wall
+        else:
+            wall = next_wall_time(compiled, low, last_year)
+            if wall is None:
+                return None
+            known_low, known_wall = low, wall
+        if wall < period_end + offset:
+            instant = wall - offset
+            return instant if instant <= limit else None
+        start = period_end
+    return None
+
+
+_FIRST_YEAR = 1900
+_YEAR_STARTS = [(date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY for year in range(_FIRST_YEAR, 2401)]
+
+
+def _utc_year(instant: int) -> int:
+    """The UTC year of an instant (seconds since 1970)."""
+    index = bisect_right(_YEAR_STARTS, instant)
+    if 0 < index < len(_YEAR_STARTS):
+        return _FIRST_YEAR + index - 1
+    return _civil(instant // _DAY)[0]
+
+
+def fire_times(expression: str, timezone: str, start: datetime, end: datetime) -> tuple[datetime, ...]:
+    """Every fire time in [start, end] (both inclusive, aware), as sorted distinct UTC instants."""
+    schedule = compile_schedule(expression, timezone)
     if end < start:
         return ()
-    zone = validate_timezone(timezone)
-    fixed = is_fixed_time(expression)
-    lowest_wall = _wall(start, zone) - _DST_MARGIN
-    highest_wall = _wall(end, zone) + _DST_MARGIN
-    found: set[datetime] = set()
-    for wall in wall_times(expression, lowest_wall, highest_wall):
-        for instant in instants_for_wall_time(wall, zone, fixed):
-            if start <= instant <= end:
-                found.add(instant)
-    return tuple(sorted(found))
+    first = _ceil_minute(-(-((start - _EPOCH) // _MICROSECOND) // 1_000_000))
+    limit = math.floor(end.timestamp())
+    last_year = _civil(limit // _DAY + 1)[0]
+    found: list[datetime] = []
+    instant = next_instant(schedule, first, limit, last_year)
+    while instant is not None:
+        found.append(datetime.fromtimestamp(instant, UTC))
+        instant = next_instant(schedule, _ceil_minute(instant + 1), limit, last_year)
+    return tuple(found)
 
 
-@lru_cache(maxsize=4096)
 def next_fire_time(expression: str, timezone: str, after: datetime) -> datetime:
-    """The first fire time strictly after `after` (aware), in UTC."""
-    start = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    for window in _SEARCH_WINDOWS:
-        found = fire_times(expression, timezone, start, start + window)
-        if found:
-            return found[0]
-    raise UserError("cron", f"{expression!r} does not fire within nine years")
+    """The first fire time strictly after `after` (aware, compared at minute resolution), in UTC."""
+    schedule = compile_schedule(expression, timezone)
+    seconds = math.floor(after.timestamp())
+    start = seconds - seconds % 60 + 60
+    instant = next_instant(schedule, start, start + HORIZON_YEARS * 366 * _DAY)
+    if instant is None:
+        raise UserError("cron", f"{expression!r} does not fire within {HORIZON_YEARS} years")
+    return datetime.fromtimestamp(instant, UTC)
 
 
 def next_fire_times(expression: str, timezone: str, after: datetime, count: int) -> list[datetime]:
