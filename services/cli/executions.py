@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import getpass
-
 import typer
 
 from services.cli.context import database, work_queue
 from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.core.audit import cli_actor
 from services.core.db.models import ExecutionStatus
 from services.core.errors import NotFoundError, UserError
-from services.core.executions import (
-    cancel_execution,
-    execution_detail,
-    execution_summary,
-    find_execution,
-    list_executions,
-)
+from services.core.executions import cancel_execution, find_execution, list_executions
 from services.core.inputs import parse_input
+from services.core.views import execution_detail, execution_summary
 from services.core.workflows import get_workflow
 
 app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)
@@ -26,14 +20,6 @@ app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)
 COLUMNS = [
     "id", "workflow", "trigger", "status", "attempt", "scheduled_for", "created_at", "duration_seconds", "reason",
 ]
-
-
-def who() -> str:
-    """The operating-system user, recorded as who cancelled."""
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in a bare container
-        return "unknown"
 
 
 @app.command("list")
@@ -77,7 +63,7 @@ def cancel(execution_id: str) -> None:
         execution = find_execution(session, execution_id)
         if execution is None:
             raise NotFoundError("execution", f"no execution with id {execution_id!r}")
-        outcome = cancel_execution(session, execution.id, who())
+        outcome = cancel_execution(session, execution.id, cli_actor())
     if outcome.action == "cancelled":
         typer.echo(f"execution {outcome.execution_id} cancelled")
     elif outcome.action == "requested":
@@ -104,6 +90,6 @@ def rerun(
         execution = find_execution(session, execution_id)
         if execution is None:
             raise NotFoundError("execution", f"no execution with id {execution_id!r}")
-        message = trigger_rerun(session, work_queue(), execution, from_step, payload)
+        message = trigger_rerun(session, work_queue(), execution, from_step, payload, actor=cli_actor())
     where = f" from step {from_step}" if from_step else ""
     typer.echo(f"re-run of {execution.id}{where} enqueued ({message.dedup_key})")

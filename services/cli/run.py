@@ -14,8 +14,9 @@ from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object
 from services.core.audit import cli_actor
 from services.core.db.models import TERMINAL_STATUSES, ExecutionStatus
 from services.core.db.session import session_factory
-from services.core.executions import execution_detail, get_execution
+from services.core.executions import get_execution
 from services.core.inputs import parse_input
+from services.core.views import execution_detail
 from services.core.workflows import get_workflow
 from services.dispatcher.triggers import trigger_manual_run, wait_budget_seconds, wait_for_execution
 

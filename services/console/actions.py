@@ -87,7 +87,10 @@ def _backfill(ctx: ActionContext, target: str, params: dict[str, Any]) -> dict[s
 
     start, end = _required(params, "from"), _required(params, "to")
     get_schedule(ctx.session, target)  # a missing schedule is a 404 before the queue is needed
-    result = backfill_schedule(ctx.session, ctx.work_queue(), target, start, end, actor=ctx.principal.actor)
+    reprocess = params.get("reprocess") or "missing"
+    result = backfill_schedule(
+        ctx.session, ctx.work_queue(), target, start, end, reprocess=reprocess, actor=ctx.principal.actor
+    )
     return {
         "message": f"backfill {target}: {result.fire_times} fire times, {result.sent} enqueued, "
         f"{result.already_ran} already ran",
@@ -102,6 +105,41 @@ def _redrive(ctx: ActionContext, target: str, params: dict[str, Any]) -> dict[st
 
     moved = redrive_recorded(ctx.session, ctx.dead_letter_queue(), ctx.work_queue(), ctx.principal.actor)
     return {"message": f"redrove {moved} message{'s' if moved != 1 else ''} to the work queue", "moved": moved}
+
+
+def _execution(ctx: ActionContext, target: str) -> Any:
+    from services.core.errors import NotFoundError
+    from services.core.executions import find_execution
+
+    execution = find_execution(ctx.session, target)
+    if execution is None:
+        raise NotFoundError("execution", f"no execution with id {target!r}")
+    return execution
+
+
+def _cancel(ctx: ActionContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from services.core.executions import cancel_execution
+
+    outcome = cancel_execution(ctx.session, _execution(ctx, target).id, ctx.principal.actor)
+    messages = {
+        "cancelled": f"execution {outcome.execution_id} cancelled",
+        "requested": f"execution {outcome.execution_id} is being stopped",
+    }
+    message = messages.get(outcome.action, f"execution {outcome.execution_id} was already being stopped")
+    return {"message": message, "action": outcome.action, "status": outcome.status}
+
+
+def _rerun(ctx: ActionContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from services.dispatcher.triggers import trigger_rerun
+
+    from_step = params.get("from_step") or None
+    if from_step is not None and not isinstance(from_step, str):
+        raise UserError("from_step", "must be a step id")
+    payload = _input_param(params) if params.get("input") not in (None, "") else None
+    execution = _execution(ctx, target)
+    message = trigger_rerun(ctx.session, ctx.work_queue(), execution, from_step, payload, actor=ctx.principal.actor)
+    where = f" from step {from_step}" if from_step else ""
+    return {"message": f"re-run of {execution.id}{where} enqueued", "dedup_key": message.dedup_key}
 
 
 def _revoke_token(ctx: ActionContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +160,10 @@ ACTIONS: dict[str, Action] = {
     action.name: action
     for action in (
         Action("workflow.run", "Run now", Role.OPERATOR, _run_now),
+        Action(
+            "execution.cancel", "Cancel", Role.OPERATOR, _cancel, style="danger", confirm="Cancel this run?"
+        ),
+        Action("execution.rerun", "Re-run", Role.OPERATOR, _rerun, style="secondary"),
         Action("schedule.pause", "Pause", Role.OPERATOR, _pause, style="secondary"),
         Action("schedule.resume", "Resume", Role.OPERATOR, _resume),
         Action("schedule.backfill", "Backfill", Role.OPERATOR, _backfill, style="secondary"),

@@ -30,8 +30,9 @@ from services.console.state import ApiJSON, state_of
 from services.core import audit
 from services.core.db.models import Role
 from services.core.errors import NotFoundError, UserError
-from services.core.executions import execution_detail, find_execution
+from services.core.executions import find_execution
 from services.core.tokens import Principal
+from services.core.views import execution_detail
 
 router = APIRouter(prefix="/api/v1", default_response_class=ApiJSON)
 
@@ -225,13 +226,30 @@ def resume_schedule(name: str, request: Request, principal: Principal = Depends(
 class BackfillBody(BaseModel):
     from_: str = Field(alias="from", description="Start of the range (ISO-8601, inclusive)")
     to: str = Field(description="End of the range (ISO-8601, inclusive)")
+    reprocess: str = Field("missing", description="missing (default), failed or all: which ran fire times run again")
 
 
 @router.post("/schedules/{name}/backfill", summary="Enqueue every fire time in a range (operator)", status_code=202)
 def backfill_schedule(
     name: str, body: BackfillBody, request: Request, principal: Principal = Depends(viewer)
 ) -> dict[str, Any]:
-    return _act(request, principal, "schedule.backfill", name, {"from": body.from_, "to": body.to})
+    params = {"from": body.from_, "to": body.to, "reprocess": body.reprocess}
+    return _act(request, principal, "schedule.backfill", name, params)
+
+
+@router.get("/schedules/{name}/history", summary="The fire-time ledger: every fire time and what became of it")
+def schedule_history(
+    name: str,
+    request: Request,
+    from_: str | None = Query(None, alias="from", description="Oldest fire time (ISO-8601)"),
+    to: str | None = Query(None, description="Newest fire time (ISO-8601)"),
+    limit: int = Query(200, ge=1, le=1000),
+    _: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    from services.dispatcher.schedules import schedule_history as service
+
+    with state_of(request).db() as session:
+        return {"items": service(session, name, from_, to, limit=limit)}
 
 
 # --- executions -------------------------------------------------------------------------------
@@ -268,6 +286,25 @@ def show_execution(execution_id: str, request: Request, _: Principal = Depends(v
         if execution is None:
             raise NotFoundError("execution", f"no execution with id {execution_id!r}")
         return execution_detail(execution)
+
+
+@router.post("/executions/{execution_id}/cancel", summary="Cancel a run that has not finished (operator)")
+def cancel_execution(execution_id: str, request: Request, principal: Principal = Depends(viewer)) -> dict[str, Any]:
+    return _act(request, principal, "execution.cancel", execution_id, {})
+
+
+class RerunBody(BaseModel):
+    from_step: str | None = Field(None, description="Start at this step; earlier ones reuse their recorded outputs")
+    input: dict[str, Any] | None = Field(None, description="An input instead of the original one")
+
+
+@router.post(
+    "/executions/{execution_id}/rerun", summary="Re-run a finished run as a new one (operator)", status_code=202
+)
+def rerun_execution(
+    execution_id: str, body: RerunBody, request: Request, principal: Principal = Depends(viewer)
+) -> dict[str, Any]:
+    return _act(request, principal, "execution.rerun", execution_id, {"from_step": body.from_step, "input": body.input})
 
 
 # --- DLQ, integrations ------------------------------------------------------------------------

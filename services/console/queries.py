@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.models import Execution, ExecutionStatus, Schedule, Workflow
 from services.core.errors import UserError
-from services.core.executions import execution_summary
+from services.core.views import execution_summary
 
 MAX_PAGE = 200
 FAILED_STATUSES = (ExecutionStatus.FAILED.value, ExecutionStatus.TIMED_OUT.value)

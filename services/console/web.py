@@ -361,7 +361,7 @@ def schedules_page(request: Request) -> Response:
 def schedule_page(name: str, request: Request) -> Response:
     from services.console.api import next_fire_times
     from services.dispatcher import timing
-    from services.dispatcher.schedules import get_schedule
+    from services.dispatcher.schedules import get_schedule, schedule_history
 
     viewer = require_viewer(request)
     now = datetime.now(UTC)
@@ -372,6 +372,7 @@ def schedule_page(name: str, request: Request) -> Response:
             timing.fire_times(timing.Timing.of(schedule), now, now + timedelta(days=8)) if schedule.enabled else []
         )
         recent = queries.execution_page(session, schedule=name, limit=15).items
+        ledger = schedule_history(session, name, None, None, limit=20)
         events = [audit.event_row(e) for e in audit.list_events(session, "schedule", name, limit=20)]
         workflow_name = schedule.workflow.name
     strip = charts.calendar_strip(week, schedule.timezone, now)
@@ -386,6 +387,7 @@ def schedule_page(name: str, request: Request) -> Response:
         upcoming=upcoming,
         strip=strip,
         recent=recent,
+        ledger=ledger,
         events=events,
         input=_pretty(schedule.input),
         local_now=local_now,
@@ -436,7 +438,8 @@ def executions_page(
 
 @router.get("/executions/{execution_id}", response_class=HTMLResponse)
 def execution_page(execution_id: str, request: Request) -> Response:
-    from services.core.executions import execution_detail, find_execution
+    from services.core.executions import find_execution
+    from services.core.views import execution_detail
 
     viewer = require_viewer(request)
     now = datetime.now(UTC)

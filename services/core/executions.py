@@ -17,6 +17,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from services.core import audit
 from services.core.db.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -174,6 +175,7 @@ def cancel_execution(session: Session, execution_id: uuid.UUID, requested_by: st
             cancel_requested_at=now, cancel_requested_by=requested_by, queued_reason=None,
         ):
             notify(session, "cancel", execution_id)
+            audit.record(session, requested_by, "execution.cancel", "execution", str(execution_id))
             return CancelOutcome(execution_id, "cancelled", ExecutionStatus.CANCELLED.value, requested_by)
         requested = session.execute(
             update(Execution)
@@ -187,6 +189,7 @@ def cancel_execution(session: Session, execution_id: uuid.UUID, requested_by: st
         ).rowcount
         if requested:
             notify(session, "cancel", execution_id)
+            audit.record(session, requested_by, "execution.cancel", "execution", str(execution_id), {"running": True})
             return CancelOutcome(execution_id, "requested", ExecutionStatus.RUNNING.value, requested_by)
         row = session.execute(
             select(Execution.status, Execution.cancel_requested_by).where(Execution.id == execution_id)
@@ -237,60 +240,3 @@ def list_executions(
     if status is not None:
         query = query.where(Execution.status == status)
     return list(session.scalars(query))
-
-
-def execution_summary(execution: Execution) -> dict[str, Any]:
-    duration = None
-    if execution.started_at and execution.finished_at:
-        duration = round((execution.finished_at - execution.started_at).total_seconds(), 3)
-    return {
-        "id": execution.id,
-        "workflow": execution.workflow.name,
-        "schedule_id": execution.schedule_id,
-        "trigger": execution.trigger,
-        "status": execution.status,
-        "attempt": execution.attempt,
-        "scheduled_for": execution.scheduled_for,
-        "created_at": execution.created_at,
-        "started_at": execution.started_at,
-        "finished_at": execution.finished_at,
-        "duration_seconds": duration,
-        "job_name": execution.job_name,
-        "error": execution.error,
-        # Why a queued run waits (the limit, pool or schedule it waits for).
-        "reason": execution.queued_reason if execution.status == ExecutionStatus.QUEUED else None,
-    }
-
-
-def execution_detail(execution: Execution) -> dict[str, Any]:
-    detail = execution_summary(execution)
-    detail.update(
-        {
-            "dedup_key": execution.dedup_key,
-            "retry_of": execution.retry_of,
-            "rerun_of": execution.rerun_of,
-            "rerun_from_step": execution.rerun_from_step,
-            "next_retry_at": execution.next_retry_at,
-            "pool": execution.pool,
-            "admitted_at": execution.admitted_at,
-            "cancel_requested_by": execution.cancel_requested_by,
-            "cancel_requested_at": execution.cancel_requested_at,
-            "input": execution.input,
-            "output": execution.output,
-            "steps": [
-                {
-                    "id": step.step_id,
-                    "type": step.type,
-                    "status": step.status,
-                    "attempts": step.attempts,
-                    "attempt_errors": step.attempt_errors,
-                    "started_at": step.started_at,
-                    "finished_at": step.finished_at,
-                    "output": step.output,
-                    "error": step.error,
-                }
-                for step in execution.steps
-            ],
-        }
-    )
-    return detail

@@ -51,6 +51,8 @@ def trigger_rerun(
     execution: Execution,
     from_step: str | None = None,
     payload: dict[str, Any] | None = None,
+    *,
+    actor: str = audit.SYSTEM_ACTOR,
 ) -> RunMessage:
     """Re-run a finished execution as a new one (trigger `rerun`), whole or from `from_step`.
 
@@ -89,6 +91,10 @@ def trigger_rerun(
         from_step=from_step,
     )
     queue.send(OutgoingMessage(body=message.to_json()))
+    audit.record(
+        session, actor, "execution.rerun", "execution", str(execution.id),
+        {"from_step": from_step, "dedup_key": message.dedup_key},
+    )
     return message
 
 

@@ -211,7 +211,7 @@ class Run:
                 return verdict
             if ran:
                 last_output = output
-        return Verdict("succeeded", EXIT_OK, output=bound_output(prepared.redactor.value(json_safe(last_output))))
+        return Verdict("succeeded", EXIT_OK, output=stored_output(last_output, prepared.redactor)[0])
 
     def reuse_steps(self, prepared: Prepared, data: dict[str, Any]) -> Verdict | tuple[int, Any]:
         """A re-run from step S: record the steps before S as `reused`, with the outputs the
@@ -233,7 +233,7 @@ class Run:
         last_output: Any = None
         for spec in steps[:index]:
             step = recorded[spec.id]
-            stored, full = _stored(step.output)
+            stored, full = stored_output(step.output, prepared.redactor)
             self.store.record_reused(self.config.execution_id, spec.id, spec.position, spec.type, stored, full)
             status = "skipped" if step.status == "skipped" else "succeeded"
             data["steps"][spec.id] = with_paths({"output": step.output, "status": status}, f"steps.{spec.id}")
@@ -333,7 +333,7 @@ class Run:
                     return self.stopped_verdict((step_run, spec)), None, True
                 attempt += 1
                 continue
-            stored = bound_output(redact.value(json_safe(failed_output))) if failed_output is not None else None
+            stored = stored_output(failed_output, redact)[0] if failed_output is not None else None
             self.store.end_step(step_run, status, output=stored, error=message)
             if status == "timed_out":
                 log.error(f"step {message}", extra=extra)
@@ -341,7 +341,7 @@ class Run:
             log.error(f"step failed: {message}", extra=extra, exc_info=not isinstance(result.error, StepError))
             return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
         output = json_safe(result.output)
-        stored, full = _stored(redact.value(output))
+        stored, full = stored_output(output, redact)
         self.store.end_step(step_run, "succeeded", output=stored, full_output=full)
         data["steps"][spec.id] = with_paths({"output": output, "status": "succeeded"}, f"steps.{spec.id}")
         attempts = f" after {attempt} attempts" if attempt > 1 else ""
@@ -411,10 +411,12 @@ class Run:
         return verdict.exit_code
 
 
-def _stored(value: Any) -> tuple[Any, Any]:
-    """(what the step row shows: bounded to 64 KiB, the whole value when that had to be cut)."""
-    bounded = bound_output(value)
-    return bounded, (value if bounded is not value else None)
+def stored_output(value: Any, redactor: Redactor) -> tuple[Any, Any]:
+    """What a row keeps of an output, made the one way: JSON-safe, redacted, bounded to 64 KiB;
+    and the whole redacted value when bounding cut it (a re-run from a later step reuses it)."""
+    whole = redactor.value(json_safe(value))
+    bounded = bound_output(whole)
+    return bounded, (whole if bounded is not whole else None)
 
 
 def _secrets(credential: Mapping[str, str]) -> list[str]:

@@ -245,3 +245,40 @@ def test_integrations_show_names_and_types_only(console: Console) -> None:
         response = api.get("/api/v1/integrations")
     assert [(i["name"], i["type"]) for i in response.json()["items"]] == [("items-api", "bearer")]
     assert "s3cret-bearer-value" not in response.text
+
+
+def test_run_control_and_the_ledger_over_the_api(console: Console, queues: Any) -> None:
+    """Cancel a waiting run, re-run a finished one from a step, read the schedule's fire-time
+    ledger; a viewer may read the ledger but neither cancel nor re-run."""
+    [waiting] = add_executions(console, 1, datetime.now(UTC), status="pending")
+    [finished] = add_executions(console, 1, datetime.now(UTC) - timedelta(hours=1), status="succeeded")
+    before = console.audit_count()
+    with console.client("viewer") as api:
+        assert api.post(f"/api/v1/executions/{waiting}/cancel").status_code == 403
+        assert api.post(f"/api/v1/executions/{finished}/rerun", json={}).status_code == 403
+        assert api.get("/api/v1/schedules/nightly/history").json() == {"items": []}
+    assert console.audit_count() == before
+    with console.client("operator") as api:
+        cancelled = api.post(f"/api/v1/executions/{waiting}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["action"] == "cancelled"
+        assert api.get(f"/api/v1/executions/{waiting}").json()["status"] == "cancelled"
+        refused = api.post(f"/api/v1/executions/{waiting}/rerun", json={"from_step": "nope"})
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "from-step"
+        rerun = api.post(f"/api/v1/executions/{finished}/rerun", json={})
+        assert rerun.status_code == 202
+        [message] = queues.drain()
+        body = json.loads(message["Body"])
+        assert (body["trigger"], body["rerun_of"], body["dedup_key"]) == ("rerun", finished, rerun.json()["dedup_key"])
+        again = api.post(f"/api/v1/executions/{waiting}/cancel")  # idempotent
+        assert again.status_code == 200 and again.json()["action"] == "already"
+        done = api.post(f"/api/v1/executions/{finished}/cancel")  # a finished run is refused
+        assert done.status_code == 400 and done.json()["error"]["field"] == "execution"
+        now = datetime.now(UTC)
+        api.post("/api/v1/schedules/nightly/backfill", json={"from": (now - timedelta(days=2)).isoformat(),
+                                                           "to": (now - timedelta(minutes=1)).isoformat()})
+        queues.drain()
+        history = api.get("/api/v1/schedules/nightly/history").json()["items"]
+    assert [h["decision"] for h in history] == ["sent", "sent"]
+    assert all(h["trigger"] == "backfill" and h["local"].endswith("+01:00") for h in history)
+    actions = [(e.action, e.target) for e in console.audit_rows()[before:]]
+    assert actions[:2] == [("execution.cancel", waiting), ("execution.rerun", finished)]

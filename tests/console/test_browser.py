@@ -213,3 +213,48 @@ def test_a_wrong_token_is_refused_and_a_sign_in_link_signs_in(browser: Any, cons
     ui.shot("tokens")
     # The 401 of the wrong token is a console message of its own; nothing else went wrong.
     assert [e for e in ui.errors if "401" not in e] == []
+
+
+SLOW_WORKFLOW = """
+name: slow
+steps:
+  - {id: first, type: log, with: {message: "started"}}
+  - {id: wait, type: sleep, with: {seconds: 60}}
+  - {id: never, type: log, with: {message: "must not run"}}
+"""
+
+
+def test_an_operator_cancels_a_running_run_from_its_page(
+    browser: Any, console: Console, queues: Any, tmp_path: Path
+) -> None:
+    from services.core.queue import Queue
+    from services.core.workflows import apply_workflow, parse_workflow
+    from services.dispatcher.triggers import trigger_manual_run
+
+    with session_factory(console.database_url)() as session, session.begin():
+        apply_workflow(session, parse_workflow(SLOW_WORKFLOW))
+        trigger_manual_run(session, Queue(queues.client, queues.queue_url), "slow", {})
+    ui = Page(browser, console, tmp_path)
+    ui.page.on("dialog", lambda dialog: dialog.accept())  # the button asks "Cancel this run?"
+    ui.sign_in(console.tokens["operator"])
+    spawner = spawn_drain(console, tmp_path)
+    try:
+        execution_id = wait_for_execution(console)
+        ui.page.goto(f"/executions/{execution_id}")
+        ui.page.wait_for_selector("#live [data-status=running]", timeout=60_000)
+        ui.page.click("[data-action='execution.cancel']")
+        ui.page.wait_for_selector("#live [data-status=cancelled]", timeout=30_000)
+        started = time.monotonic()
+        assert spawner.wait(timeout=30) == 0  # the runner stopped well before its 60 s sleep ended
+        assert time.monotonic() - started < 30
+    finally:
+        if spawner.poll() is None:
+            spawner.kill()
+            spawner.wait(timeout=10)
+    ui.page.reload()
+    assert ui.page.locator("[data-testid=steps] [data-status=succeeded]").count() == 1
+    assert ui.page.locator("[data-testid=steps] [data-status=cancelled]").count() >= 1
+    assert ui.page.locator("[data-action='execution.rerun']").count() == 1  # finished: re-run, no cancel
+    assert ui.page.locator("[data-action='execution.cancel']").count() == 0
+    ui.shot("execution-cancelled")
+    assert ui.errors == []

@@ -4,7 +4,6 @@ cannot be cancelled."""
 
 from __future__ import annotations
 
-import getpass
 import time
 import uuid
 from datetime import timedelta
@@ -12,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from services.core.audit import cli_actor
 from services.core.db.models import Execution, ExecutionStatus, StepRun
 from services.core.db.session import session_factory
 from services.core.executions import finish_execution, insert_execution, transition
@@ -72,8 +72,8 @@ def test_cancelling_a_running_local_run_stops_it_within_seconds(
     assert time.monotonic() - started < 5
     assert wait_for(lambda: row(db, execution.id).status == ExecutionStatus.CANCELLED, timeout=5)
     ended = row(db, execution.id)
-    assert ended.cancel_requested_by == getpass.getuser()
-    assert ended.error.startswith(f"cancelled by {getpass.getuser()}")
+    assert ended.cancel_requested_by == cli_actor()
+    assert ended.error.startswith(f"cancelled by {cli_actor()}")
     assert step_status(db, execution.id, "first") == "succeeded"
     assert step_status(db, execution.id, "nap") == "cancelled"
     assert step_status(db, execution.id, "last") == "cancelled"
@@ -84,7 +84,7 @@ def test_cancelling_a_running_local_run_stops_it_within_seconds(
     again = wfctl("executions", "cancel", str(execution.id))  # idempotent
     assert again.code == 0 and "already cancelled" in again.out
     shown = wfctl("executions", "show", str(execution.id), "--output", "json").json()
-    assert shown["cancel_requested_by"] == getpass.getuser()
+    assert shown["cancel_requested_by"] == cli_actor()
     assert [s["status"] for s in shown["steps"]] == ["succeeded", "cancelled", "cancelled"]
     spawner.stop()
 
@@ -95,6 +95,8 @@ def test_cancelling_a_running_run_deletes_its_job_in_the_cluster(db, queues, emu
     spawner = start_spawner()
     assert wait_for(lambda: len(emulator.jobs()) == 1)
     [execution] = executions(db)
+    # The Job exists a moment before the spawner records `starting`.
+    assert wait_for(lambda: row(db, execution.id).status == ExecutionStatus.STARTING)
     with session_factory(db)() as session:  # the runner claimed it
         assert transition(session, execution.id, [ExecutionStatus.STARTING], ExecutionStatus.RUNNING)
         session.commit()
@@ -102,7 +104,7 @@ def test_cancelling_a_running_run_deletes_its_job_in_the_cluster(db, queues, emu
     result = wfctl("executions", "cancel", str(execution.id)[:8])
     assert result.code == 0, result.err
     assert wait_for(lambda: emulator.jobs() == {}, timeout=5), "the Job was not deleted"
-    assert row(db, execution.id).cancel_requested_by == getpass.getuser()
+    assert row(db, execution.id).cancel_requested_by == cli_actor()
     # The runner's SIGTERM never comes from the emulator: the reconciler sees the Job gone.
     with session_factory(db)() as session:
         old = Execution.created_at - timedelta(hours=1)
