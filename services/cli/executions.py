@@ -18,6 +18,8 @@ from services.core.workflows import get_workflow
 
 app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)
 
+MAX_LIMIT = 10_000
+
 COLUMNS = ["id", "workflow", "trigger", "status", "attempt", "scheduled_for", "created_at", "duration_seconds"]
 
 
@@ -29,6 +31,8 @@ def list_(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List executions, newest first."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UserError("limit", f"must be between 1 and {MAX_LIMIT}")
     if status is not None and status not in {s.value for s in ExecutionStatus}:
         raise UserError("status", f"{status!r} is not one of {', '.join(s.value for s in ExecutionStatus)}")
     with database() as session:

@@ -95,6 +95,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _main_typer(args)
 
 
+def _check_arguments(args: list[str]) -> None:
+    """Arguments are UTF-8 text: invalid bytes (decoded by Python as lone surrogates) and NUL
+    would otherwise reach the database as an encoding error instead of a one-line refusal."""
+    from services.core.errors import UserError
+
+    for position, arg in enumerate(args):
+        field = f"argument {position + 1}"
+        if arg.startswith("--") and "=" in arg:
+            field = arg.split("=", 1)[0].lstrip("-")
+        elif position and args[position - 1].startswith("--"):
+            field = args[position - 1].lstrip("-")
+        if "\x00" in arg:
+            raise UserError(field[:40], "contains a NUL character")
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(field[:40], "is not valid UTF-8") from None
+
+
 def _main_typer(args: list[str]) -> int:
     # typer >= 0.29 ships its own click: its exceptions are reached through typer only.
     import typer
@@ -102,6 +121,7 @@ def _main_typer(args: list[str]) -> int:
     from services.core.errors import ConfigError, UserError
 
     try:
+        _check_arguments(args)
         result = build_app()(args=args, standalone_mode=False)
         return result if isinstance(result, int) else 0
     except UserError as error:

@@ -8,7 +8,7 @@ import typer
 
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
-from services.core.errors import UserError
+from services.core.documents import read_file
 from services.core.workflows import apply_workflow, get_workflow, list_workflows, parse_workflow
 
 app = typer.Typer(help="Workflow definitions (YAML or JSON).", no_args_is_help=True)
@@ -19,16 +19,7 @@ def apply(
     file: Path = typer.Option(..., "--file", "-f", help="Workflow file (YAML or JSON), or - for stdin"),
 ) -> None:
     """Create or update a workflow by its name."""
-    if str(file) == "-":
-        import sys
-
-        text = sys.stdin.read()
-    else:
-        try:
-            text = file.read_text()
-        except OSError as exc:
-            raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
-    definition = parse_workflow(text, source=str(file))
+    definition = parse_workflow(read_file(file), source=str(file))
     with database() as session:
         workflow, created = apply_workflow(session, definition)
         typer.echo(f"workflow {workflow.name} {'created' if created else 'applied'} (version {workflow.version})")

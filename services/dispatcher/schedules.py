@@ -24,7 +24,10 @@ MAX_BACKFILL_FIRE_TIMES = 10_000
 MAX_CATCHUP_WINDOW_SECONDS = 2**31 - 1  # the column is a 32-bit integer
 # Cron math needs a few hours of room either side of a time (DST margins, time zone offsets).
 FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR = 2, 9998
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"
+#: Matched whole (`fullmatch`): `$` in `re.match` would accept a name ending in a newline.
+NAME_PATTERN = r"[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?"
+#: The `schedules.cron` column's size; checked before the database sees it.
+MAX_CRON_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,15 @@ def _choice(field: str, value: str, allowed: type[Catchup] | type[Overlap]) -> s
 def _check_name(name: str) -> None:
     import re
 
-    if not re.match(NAME_PATTERN, name):
-        raise UserError("name", f"{name!r} must be lowercase letters, digits, '-', '_' or '.'")
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise UserError("name", f"{name[:80]!r} must be lowercase letters, digits, '-', '_' or '.'")
 
 
 def create_schedule(session: Session, spec: ScheduleSpec, now: datetime | None = None) -> Schedule:
     """Validate every field first, then insert; nothing is written when any field is bad."""
     _check_name(spec.name)
+    if len(" ".join(spec.cron.split())) > MAX_CRON_LENGTH:
+        raise UserError("cron", f"is longer than {MAX_CRON_LENGTH} characters")
     expression = cron.validate_expression(spec.cron)
     cron.validate_timezone(spec.timezone)
     catchup = _choice("catchup", spec.catchup, Catchup)
