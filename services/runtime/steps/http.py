@@ -200,12 +200,12 @@ def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
     return chunks
 
 
-def _read_limited(response: httpx.Response, context: StepContext, deadline: TotalDeadline) -> bytes:
+def _read_limited(response: httpx.Response, context: StepContext, deadline: TotalDeadline | None = None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     for chunk in _decoded_chunks(response):
         context.check_cancelled()
-        if deadline.expired.is_set():
+        if deadline is not None and deadline.expired.is_set():
             raise httpx.ReadTimeout("total deadline passed")
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
