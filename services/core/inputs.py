@@ -66,7 +66,7 @@ def _parse_constant(text: str) -> Any:
 
 
 def _describe_limit(limit: int) -> str:
-    return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+    return f"{limit} ({limit // 1024} KiB)" if limit % 1024 == 0 else f"{limit} bytes"
 
 
 def _text_problem(text: str) -> str | None:
