@@ -236,15 +236,17 @@ class Run:
             timeout = prepared.workflow.timeout_seconds
             error = f"workflow timed out after {timeout:g}s during step {spec.id!r}"
             return Verdict("timed_out", EXIT_FAILED, error=error), None, True
+        produced = result.output if result.error is None else getattr(result.error, "output", None)
+        try:
+            stored, output = _storable(produced, redact)
+        except Exception as error:  # MemoryError, RecursionError: the step fails, never stays running
+            result.error, stored, output = StepError(f"its output cannot be stored: {_describe(error)}"), None, None
         if result.error is not None:
             message = one_line(redact.text(_describe(result.error)))
-            failed_output = getattr(result.error, "output", None)
-            stored = bound_output(redact.value(json_safe(failed_output))) if failed_output is not None else None
             self.store.end_step(step_run, "failed", output=stored, error=message)
             log.error(f"step failed: {message}", extra=extra, exc_info=not isinstance(result.error, StepError))
             return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
-        output = json_safe(result.output)
-        self.store.end_step(step_run, "succeeded", output=bound_output(redact.value(output)))
+        self.store.end_step(step_run, "succeeded", output=stored)
         data["steps"][spec.id] = with_paths({"output": output, "status": "succeeded"}, f"steps.{spec.id}")
         log.info(f"step succeeded in {result.seconds:.3f}s", extra=extra)
         return None, output, True
@@ -275,6 +277,14 @@ class Run:
         return verdict.exit_code
 
 
+def _storable(value: Any, redact: Redactor) -> tuple[Any, Any]:
+    """(what is stored: redacted and bounded, what later steps see: JSON-safe); None stays None."""
+    if value is None:
+        return None, None
+    safe = json_safe(value)
+    return bound_output(redact.value(safe)), safe
+
+
 def _secrets(credential: Mapping[str, str]) -> list[str]:
     from services.core.credentials import secret_values
 
@@ -286,7 +296,7 @@ def _describe(error: BaseException) -> str:
         return "interrupted"
     if isinstance(error, StepError):
         return str(error) or type(error).__name__
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _iso(value: datetime | None) -> str | None:
