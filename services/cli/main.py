@@ -73,6 +73,15 @@ def build_app() -> typer.Typer:
     return app
 
 
+@lru_cache(maxsize=1)
+def build_command() -> Any:
+    """The click command typer builds from the app: built once, not on every call (typer's own
+    `app()` rebuilds it each time, ~30 ms — which matters to in-process callers such as tests)."""
+    import typer.main
+
+    return typer.main.get_command(build_app())
+
+
 def __getattr__(name: str) -> Any:
     """`services.cli.main.app` still works; it is built lazily."""
     if name == "app":
@@ -93,6 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return execute()
     return _main_typer(args)
+
+
+#: Characters `str.splitlines` breaks on: escaped, so an error is always one line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _error_line(text: str) -> str:
+    return f"error: {text.translate(_LINE_BREAKS)}"
 
 
 def _check_arguments(args: list[str]) -> None:
@@ -122,13 +139,13 @@ def _main_typer(args: list[str]) -> int:
 
     try:
         _check_arguments(args)
-        result = build_app()(args=args, standalone_mode=False)
+        result = build_command()(args=args, standalone_mode=False)
         return result if isinstance(result, int) else 0
     except UserError as error:
-        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        print(_error_line(f"{error.field}: {error.message}"), file=sys.stderr)
         return USAGE_ERROR
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(_error_line(str(error)), file=sys.stderr)
         return USAGE_ERROR
     except typer.Exit as exit_:
         return int(exit_.exit_code)
@@ -140,12 +157,12 @@ def _main_typer(args: list[str]) -> int:
         message = format_message() if callable(format_message) else str(error)
         context = getattr(error, "ctx", None)
         usage = f" (see '{context.command_path} --help')" if context is not None else ""
-        print(f"error: {message}{usage}", file=sys.stderr)
+        print(_error_line(f"{message}{usage}"), file=sys.stderr)
         return int(getattr(error, "exit_code", USAGE_ERROR))
     except Exception as error:
         if not _is_service_error(error):
             raise
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(_error_line(_one_line(error)), file=sys.stderr)
         return SERVICE_ERROR
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from services.contract import MAX_INPUT_BYTES
@@ -79,9 +80,20 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _step(part: str | int) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    if _PLAIN_KEY.fullmatch(part):
+        return f".{part}"
+    return f"[{json.dumps(part[:40])}]"  # quoted and escaped: a key may hold a newline
+
+
 def _where(field: str, path: list[str | int]) -> str:
     """`input.a[2].b`; without a field, just the path (`a[2].b`)."""
-    where = field + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    where = field + "".join(_step(p) for p in path)
     return where if field else where.lstrip(".")
 
 
