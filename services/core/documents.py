@@ -141,6 +141,8 @@ def load_document(text: str | bytes, source: str = "document", max_bytes: int | 
         raise UserError(source, f"not valid YAML or JSON{where}{detail}") from None
     except RecursionError:
         raise UserError(source, f"nested more than {MAX_DEPTH} levels deep") from None
+    except (ValueError, OverflowError) as exc:  # PyYAML's own: e.g. `"\U99999999"` reaches chr()
+        raise UserError(source, f"not valid YAML or JSON ({' '.join(str(exc).split())[:120]})") from None
     try:
         return check_json(document, "", max_bytes)
     except InputError as error:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from services.core.db.models import Schedule
 from services.core.db.session import session_scope
+from services.core.documents import load_document
 from services.core.queue import Queue
 from services.core.workflows import apply_workflow, parse_workflow
 from services.dispatcher.schedules import ScheduleSpec, create_schedule
@@ -24,7 +24,7 @@ from services.dispatcher.triggers import trigger_manual_run
 
 def apply_examples(directory: Path, base_url: str, database_url: str, queue: Queue) -> Iterator[str]:
     """Apply every `*.workflow.yaml`, create missing schedules, and run `run_now` once."""
-    manifest: dict[str, Any] = yaml.safe_load((directory / "schedules.yaml").read_text()) or {}
+    manifest: dict[str, Any] = load_document((directory / "schedules.yaml").read_bytes(), "schedules.yaml") or {}
     with session_scope(database_url) as session:
         for path in sorted(directory.glob("*.workflow.yaml")):
             workflow, created = apply_workflow(session, parse_workflow(path.read_text(), source=str(path)))

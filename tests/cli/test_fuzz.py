@@ -6,8 +6,9 @@ line on stderr — never a traceback (an exception escaping `main` fails the tes
 
 Inputs mix well-formed documents with hostile fragments found from outside (NaN, huge integers,
 deep nesting, lone surrogates, NUL, YAML aliases and tags, binary bytes, trailing newlines).
-`make test` runs ~10,000 generated inputs in about a minute; the `slow` variant runs ten times
-more (FUZZ_SCALE multiplies both).
+`make test` runs 10,000 generated inputs in about a minute, and the `slow` variant another
+10,000 (`FUZZ_LONG_FACTOR=10` for 100,000; FUZZ_SCALE multiplies both; FUZZ_REPORT=FILE appends
+the counts and times).
 """
 
 from __future__ import annotations
@@ -352,11 +353,16 @@ def test_fuzz_integrations_set(fuzz_env: Fuzzer, tmp_path: Path) -> None:
     _integration_files(fuzz_env, examples("integrations"), tmp_path)
 
 
+#: The slow variant runs this many times the inputs above (another 10,000 by default, fresh
+#: draws); `FUZZ_LONG_FACTOR=10` makes a 100,000-input campaign (about ten minutes).
+LONG_FACTOR = float(os.environ.get("FUZZ_LONG_FACTOR", "1"))
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(7200)
 def test_fuzz_long(fuzz_env: Fuzzer, queues, tmp_path: Path) -> None:
-    """Ten times the inputs of the four tests above, in one session."""
-    _workflow_files(fuzz_env, examples("workflows", 10), tmp_path)
-    _schedule_options(fuzz_env, examples("schedules", 10))
-    _integration_files(fuzz_env, examples("integrations", 10), tmp_path)
-    _run_inputs(fuzz_env, examples("run", 10), queues)
+    """The four campaigns above again in one session, `FUZZ_LONG_FACTOR` times as long."""
+    _workflow_files(fuzz_env, examples("workflows", LONG_FACTOR), tmp_path)
+    _schedule_options(fuzz_env, examples("schedules", LONG_FACTOR))
+    _integration_files(fuzz_env, examples("integrations", LONG_FACTOR), tmp_path)
+    _run_inputs(fuzz_env, examples("run", LONG_FACTOR), queues)

@@ -115,6 +115,8 @@ BAD_FILES: list[tuple[str, bytes, str]] = [
     ("step-type-newline", b'name: w\nsteps: [{id: a, type: "log\\n", with: {message: x}}]\n', "steps[0].type"),
     ("small-bomb", _small_bomb().encode(), "256 KiB"),
     ("too-big", (WORKFLOW_STEP % ('"' + "x" * (300 * 1024) + '"')).encode(), "256 KiB"),
+    ("escape-beyond-unicode", b'name: "\\U99999999"\nsteps: []\n', "not valid YAML"),  # found by the fuzz tests
+    ("escape-overflow", b'name: "\\U' + b"9" * 300 + b'"\n', "not valid YAML"),
     ("too-big-file", b"# " + b"x" * (1024 * 1024 + 10) + b"\n", "KiB"),
 ]
 
