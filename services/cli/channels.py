@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from services.cli.context import database, settings
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+from services.core.credentials import MAX_CREDENTIAL_BYTES
 from services.core.crypto import keyring_from_env
-from services.core.errors import UserError
-from services.core.workflows import load_document
+from services.core.documents import load_document, read_file
 from services.notify.channels import check_name, list_channels, set_channel, validate_channel
 from services.notify.delivery import DeliveryError
 from services.notify.sender import send_test
@@ -19,15 +18,6 @@ from services.notify.sender import send_test
 app = typer.Typer(
     help="Notification channels (encrypted with INTEGRATION_ENCRYPTION_KEY; never shown).", no_args_is_help=True
 )
-
-
-def _read(file: Path) -> str:
-    if str(file) == "-":
-        return sys.stdin.read()
-    try:
-        return file.read_text()
-    except OSError as exc:
-        raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
 
 
 @app.command("set")
@@ -41,7 +31,8 @@ def set_(
     "port"?, "starttls"?, "username"?, "password"?, "from", "to", "ca_pem"?} (docs/notifications.md).
     """
     check_name(name)
-    config = validate_channel(load_document(_read(file), source=str(file)), field="file")
+    document = load_document(read_file(file), source=str(file), max_bytes=MAX_CREDENTIAL_BYTES)
+    config = validate_channel(document, field="file")
     keyring = keyring_from_env()
     with database() as session:
         created = set_channel(session, name, config, keyring)

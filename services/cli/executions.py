@@ -17,6 +17,8 @@ from services.core.workflows import get_workflow
 
 app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)
 
+MAX_LIMIT = 10_000
+
 COLUMNS = [
     "id", "workflow", "trigger", "status", "attempt", "scheduled_for", "created_at", "duration_seconds", "reason",
 ]
@@ -30,6 +32,8 @@ def list_(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List executions, newest first."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UserError("limit", f"must be between 1 and {MAX_LIMIT}")
     if status is not None and status not in {s.value for s in ExecutionStatus}:
         raise UserError("status", f"{status!r} is not one of {', '.join(s.value for s in ExecutionStatus)}")
     if (api := remote_api()) is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -10,23 +9,13 @@ import typer
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
 from services.core.audit import cli_actor
-from services.core.credentials import validate_credential
+from services.core.credentials import MAX_CREDENTIAL_BYTES, validate_credential
 from services.core.crypto import generate_key, keyring_from_env
-from services.core.errors import UserError
+from services.core.documents import load_document, read_file
 from services.core.integrations import check_name, list_integrations, rotate_key, set_integration
-from services.core.workflows import load_document
 from services.notify.channels import rotate_channels
 
 app = typer.Typer(help="Credentials for http steps (encrypted with INTEGRATION_ENCRYPTION_KEY).", no_args_is_help=True)
-
-
-def _read(file: Path) -> str:
-    if str(file) == "-":
-        return sys.stdin.read()
-    try:
-        return file.read_text()
-    except OSError as exc:
-        raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
 
 
 @app.command("set")
@@ -40,7 +29,8 @@ def set_(
     {"type": "header", "name", "value"}, {"type": "query", "name", "value"}.
     """
     check_name(name)
-    credential = validate_credential(load_document(_read(file), source=str(file)), field="file")
+    document = load_document(read_file(file), source=str(file), max_bytes=MAX_CREDENTIAL_BYTES)
+    credential = validate_credential(document, field="file")
     keyring = keyring_from_env()
     with database() as session:
         created = set_integration(session, name, credential, keyring, actor=cli_actor())

@@ -87,6 +87,15 @@ def build_app() -> typer.Typer:
     return app
 
 
+@lru_cache(maxsize=1)
+def build_command() -> Any:
+    """The click command typer builds from the app: built once, not on every call (typer's own
+    `app()` rebuilds it each time, ~30 ms — which matters to in-process callers such as tests)."""
+    import typer.main
+
+    return typer.main.get_command(build_app())
+
+
 def __getattr__(name: str) -> Any:
     """`services.cli.main.app` still works; it is built lazily."""
     if name == "app":
@@ -109,6 +118,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _main_typer(args)
 
 
+#: Characters `str.splitlines` breaks on: escaped, so an error is always one line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _error_line(text: str) -> str:
+    return f"error: {text.translate(_LINE_BREAKS)}"
+
+
+def _check_arguments(args: list[str]) -> None:
+    """Arguments are UTF-8 text: invalid bytes (decoded by Python as lone surrogates) and NUL
+    would otherwise reach the database as an encoding error instead of a one-line refusal."""
+    from services.core.errors import UserError
+
+    for position, arg in enumerate(args):
+        field = f"argument {position + 1}"
+        if arg.startswith("--") and "=" in arg:
+            field = arg.split("=", 1)[0].lstrip("-")
+        elif position and args[position - 1].startswith("--"):
+            field = args[position - 1].lstrip("-")
+        if "\x00" in arg:
+            raise UserError(field[:40], "contains a NUL character")
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(field[:40], "is not valid UTF-8") from None
+
+
 def _main_typer(args: list[str]) -> int:
     # typer >= 0.29 ships its own click: its exceptions are reached through typer only.
     import typer
@@ -116,13 +152,14 @@ def _main_typer(args: list[str]) -> int:
     from services.core.errors import ConfigError, UserError
 
     try:
-        result = build_app()(args=args, standalone_mode=False)
+        _check_arguments(args)
+        result = build_command()(args=args, standalone_mode=False)
         return result if isinstance(result, int) else 0
     except UserError as error:
-        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        print(_error_line(f"{error.field}: {error.message}"), file=sys.stderr)
         return USAGE_ERROR
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(_error_line(str(error)), file=sys.stderr)
         return USAGE_ERROR
     except typer.Exit as exit_:
         return int(exit_.exit_code)
@@ -134,12 +171,12 @@ def _main_typer(args: list[str]) -> int:
         message = format_message() if callable(format_message) else str(error)
         context = getattr(error, "ctx", None)
         usage = f" (see '{context.command_path} --help')" if context is not None else ""
-        print(f"error: {message}{usage}", file=sys.stderr)
+        print(_error_line(f"{message}{usage}"), file=sys.stderr)
         return int(getattr(error, "exit_code", USAGE_ERROR))
     except Exception as error:
         if not _is_service_error(error):
             raise
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(_error_line(_one_line(error)), file=sys.stderr)
         return SERVICE_ERROR
 
 

@@ -9,7 +9,7 @@ import typer
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.audit import cli_actor
-from services.core.errors import UserError
+from services.core.documents import read_file
 from services.core.workflows import (
     apply_workflow,
     check_step_types,
@@ -29,16 +29,7 @@ def apply(
     allow_unknown_step_types: bool = typer.Option(False, "--allow-unknown-step-types", help=ALLOW_UNKNOWN_HELP),
 ) -> None:
     """Create or update a workflow by its name."""
-    if str(file) == "-":
-        import sys
-
-        text = sys.stdin.read()
-    else:
-        try:
-            text = file.read_text()
-        except OSError as exc:
-            raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
-    definition = parse_workflow(text, source=str(file))
+    definition = parse_workflow(read_file(file), source=str(file))
     if not allow_unknown_step_types:
         from services.runtime.steps.registry import known_step_types
 

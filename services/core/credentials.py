@@ -13,6 +13,7 @@ from typing import Any
 
 from services.core.crypto import Keyring
 from services.core.errors import UserError
+from services.core.inputs import check_json
 
 # type → the fields it must have (and may only have, besides `type`).
 CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -28,7 +29,10 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {
     "header": ("value",),
     "query": ("value",),
 }
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: An HTTP header name (RFC 9110 token); always matched whole (`fullmatch`), so no newline.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: A credential file is a few short strings.
+MAX_CREDENTIAL_BYTES = 64 * 1024
 
 Credential = dict[str, str]
 
@@ -37,9 +41,10 @@ def validate_credential(document: Any, field: str = "credential") -> Credential:
     """Check one of the four shapes in docs/workflows.md; raises UserError naming the field."""
     if not isinstance(document, dict):
         raise UserError(field, "must be a mapping with a type (bearer, basic, header or query)")
+    check_json(document, field, MAX_CREDENTIAL_BYTES)
     kind = document.get("type")
-    if kind not in CREDENTIAL_FIELDS:
-        raise UserError(f"{field}.type", f"must be one of {', '.join(CREDENTIAL_FIELDS)}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in CREDENTIAL_FIELDS:
+        raise UserError(f"{field}.type", f"must be one of {', '.join(CREDENTIAL_FIELDS)}, got {str(kind)[:40]!r}")
     required = CREDENTIAL_FIELDS[kind]
     unknown = sorted(set(document) - set(required) - {"type"})
     if unknown:
@@ -48,7 +53,7 @@ def validate_credential(document: Any, field: str = "credential") -> Credential:
         value = document.get(name)
         if not isinstance(value, str) or not value:
             raise UserError(f"{field}.{name}", "is required and must be a non-empty string")
-    if kind == "header" and not HEADER_NAME.match(document["name"]):
+    if kind == "header" and not HEADER_NAME.fullmatch(document["name"]):
         raise UserError(f"{field}.name", "is not a valid HTTP header name")
     return {"type": kind, **{name: document[name] for name in required}}
 

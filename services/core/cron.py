@@ -225,11 +225,12 @@ def validate_expression(expression: str) -> str:
 def validate_timezone(name: str) -> ZoneInfo:
     """Resolve an IANA time zone name or raise `UserError` naming the field."""
     try:
-        if not name or name != name.strip() or name.startswith("/") or ".." in name:
+        # At most 64 characters (the column); a tzdata folder (`Europe`) is an OSError.
+        if not name or len(name) > 64 or name != name.strip() or name.startswith("/") or ".." in name:
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UserError("timezone", f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise UserError("timezone", f"{name[:80]!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
 
 
 def is_fixed_time(expression: str) -> bool:

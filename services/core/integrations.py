@@ -19,11 +19,11 @@ from services.core.crypto import Keyring
 from services.core.db.models import Integration
 from services.core.errors import NotFoundError, UserError
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$")
+NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?")
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise UserError("name", "must be lowercase letters, digits, '.', '_' or '-' (at most 253)")
     return name
 

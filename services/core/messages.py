@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.contract import Trigger
+from services.core.inputs import InputError, check_input, loads
 
 MESSAGE_VERSION = 1
 
@@ -100,9 +101,15 @@ def _uuid(body: dict[str, Any], key: str, required: bool) -> uuid.UUID | None:
 
 def parse_message(raw: str) -> RunMessage:
     """Parse and validate a message body; raises `MessageError` with a one-line reason."""
+    # The same JSON rules as the CLI's: a NaN or a NUL in an input is refused here, so the
+    # message is dead-lettered at once instead of failing its INSERT on every delivery.
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, TypeError) as exc:
+        body = loads(raw, "body")
+    except InputError as exc:
+        if exc.message.startswith("is not valid JSON"):
+            raise MessageError(f"body is not JSON: {exc.message}") from None
+        raise MessageError(str(exc)) from None
+    except TypeError as exc:
         raise MessageError(f"body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MessageError("body is not a JSON object")
@@ -129,6 +136,10 @@ def parse_message(raw: str) -> RunMessage:
         payload = {}
     if not isinstance(payload, dict):
         raise MessageError("input must be a JSON object")
+    try:
+        payload = check_input(payload, "input")
+    except InputError as exc:
+        raise MessageError(str(exc)) from None
     workflow_id = _uuid(body, "workflow_id", required=True)
     assert workflow_id is not None
     from_step = body.get("from_step")

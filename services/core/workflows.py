@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.contract import DEFAULT_TIMEOUT_SECONDS
 from services.core import audit
 from services.core.db.models import Workflow
+from services.core.documents import load_document
 from services.core.durations import parse_duration
 from services.core.errors import NotFoundError, UserError
+from services.core.inputs import check_json
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
 DEFAULT_RETRY = {"max_attempts": 1, "backoff_seconds": 60, "backoff_multiplier": 2}
+#: A definition is stored whole in every execution's row and read by every run: bounded.
+MAX_DEFINITION_BYTES = 256 * 1024
+
+__all__ = ["load_document", "parse_workflow", "validate_workflow", "apply_workflow", "get_workflow"]
 
 
 @lru_cache(maxsize=1)
@@ -44,37 +50,24 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-# Plain mapping keys YAML 1.1 reads as booleans; as keys they are words (`on: [failed]`).
-_WORD_KEYS = frozenset({"on", "off", "yes", "no", "y", "n"})
+def _full_match(pattern: str) -> re.Pattern[str]:
+    """The schema's ECMA-262 pattern with its meaning there: `$` is the very end of the text.
 
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1's safe loader, except that a bare `on` (or `off`, `yes`, `no`) key stays a string.
-
-    `notify: [{on: [failed], channel: ops}]` must mean the key "on", not `True` (SPEC §10); values
-    keep YAML 1.1's reading, so `enabled: yes` is still true.
+    Python's `$` also matches before a final newline, so a name ending in a newline would pass.
     """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        for key_node, _ in node.value:
-            if (
-                isinstance(key_node, yaml.ScalarNode)
-                and key_node.tag == "tag:yaml.org,2002:bool"
-                and key_node.style is None
-                and key_node.value.lower() in _WORD_KEYS
-            ):
-                key_node.tag = "tag:yaml.org,2002:str"
-        return super().construct_mapping(node, deep=deep)
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
 
 
-def load_document(text: str, source: str = "workflow") -> Any:
-    """Parse YAML (a superset of JSON) into Python data; a syntax error names the source."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(source, f"not valid YAML or JSON{where}") from None
+def _pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _full_match(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
 
 
 def validate_workflow(document: Any) -> dict[str, Any]:
@@ -88,7 +81,8 @@ def validate_workflow(document: Any) -> dict[str, Any]:
         if document["kind"] != "Workflow":
             raise UserError("kind", f"{document['kind']!r} is not a workflow (expected kind: Workflow)")
         document = {k: v for k, v in document.items() if k != "kind"}
-    validator = jsonschema.Draft202012Validator(workflow_schema())
+    check_json(document, "workflow", MAX_DEFINITION_BYTES)
+    validator = _Validator(workflow_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         # The deepest error is the most specific one to show.
@@ -124,8 +118,8 @@ def check_step_types(definition: dict[str, Any], known: Collection[str]) -> None
             )
 
 
-def parse_workflow(text: str, source: str = "workflow") -> dict[str, Any]:
-    return validate_workflow(load_document(text, source))
+def parse_workflow(text: str | bytes, source: str = "workflow") -> dict[str, Any]:
+    return validate_workflow(load_document(text, source, MAX_DEFINITION_BYTES))
 
 
 def apply_workflow(

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Schedule, Workflow
+from services.core.documents import load_documents, read_file
 from services.core.errors import UserError
 from services.core.workflows import apply_workflow, check_step_types, validate_workflow
 from services.dispatcher import schedules as schedule_service
@@ -63,10 +63,7 @@ def read_manifests(path: Path) -> list[tuple[str, str]]:
         files = [path]
     sources = []
     for file in files:
-        try:
-            sources.append((str(file), file.read_text()))
-        except OSError as exc:
-            raise UserError("file", f"cannot read {file}: {exc.strerror}") from None
+        sources.append((str(file), read_file(file)))
     return sources
 
 
@@ -75,11 +72,7 @@ def parse_documents(sources: Iterable[tuple[str, str]]) -> list[Document]:
     documents: list[Document] = []
     seen: dict[tuple[str, str], str] = {}
     for source, text in sources:
-        try:
-            loaded = list(yaml.safe_load_all(text))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise UserError(source, f"not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+        loaded = load_documents(text, source)
         for index, body in enumerate(d for d in loaded if d is not None):
             where = f"{source}[{index}]"
             if not isinstance(body, dict):

@@ -50,7 +50,11 @@ MAX_LEDGER_DROPS = 1000
 LEDGER_LOOKBACK = timedelta(days=7)
 # Cron math needs a few hours of room either side of a time (DST margins, time zone offsets).
 FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR = 2, 9998
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"
+#: Matched whole (`fullmatch`): `$` in `re.match` would accept a name ending in a newline.
+NAME_PATTERN = r"[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?"
+#: Longest cron expression accepted (the column holds several, separated by "; ").
+MAX_CRON_LENGTH = 255
+MAX_CRON_COLUMN = 1024  # the schedules.cron column
 CRON_SEPARATOR = "; "
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 # Columns whose change moves the fire times: the next one is recomputed from the edit's instant.
@@ -98,8 +102,9 @@ def _choice(field: str, value: str, allowed: type[Catchup] | type[Overlap]) -> s
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
-        raise UserError("name", f"{name!r} must be lowercase letters, digits, '-', '_' or '.'")
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        shown = name[:80] if isinstance(name, str) else name
+        raise UserError("name", f"{shown!r} must be lowercase letters, digits, '-', '_' or '.'")
 
 
 def parse_interval(value: str | int, field: str = "every") -> int:
@@ -157,6 +162,8 @@ def _cron_list(value: str | Sequence[str]) -> list[str]:
         if not isinstance(item, str):
             raise UserError("cron", f"{item!r} is not a cron expression")
         for part in item.split(";"):
+            if len(" ".join(part.split())) > MAX_CRON_LENGTH:
+                raise UserError("cron", f"is longer than {MAX_CRON_LENGTH} characters")
             normalised = cron.validate_expression(part)
             if normalised not in expressions:
                 expressions.append(normalised)
@@ -164,6 +171,8 @@ def _cron_list(value: str | Sequence[str]) -> list[str]:
         raise UserError("cron", "give at least one expression")
     if len(expressions) > MAX_CRON_EXPRESSIONS:
         raise UserError("cron", f"at most {MAX_CRON_EXPRESSIONS} expressions per schedule")
+    if len(CRON_SEPARATOR.join(expressions)) > MAX_CRON_COLUMN:
+        raise UserError("cron", f"the expressions together are longer than {MAX_CRON_COLUMN} characters")
     return expressions
 
 

@@ -16,10 +16,20 @@ PREVIEW_CHARS = 4096
 MAX_ERROR_CHARS = 2000
 
 
+def _storable_text(text: str) -> str:
+    """Postgres refuses NUL, and a lone surrogate cannot be encoded: both become U+FFFD."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def json_safe(value: Any) -> Any:
-    """JSON-shaped data Postgres accepts: str keys, no NULs, non-JSON values as their str()."""
+    """JSON-shaped data Postgres accepts: str keys, no NULs or lone surrogates, non-JSON values as str()."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _storable_text(value)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
@@ -31,13 +41,50 @@ def json_safe(value: Any) -> Any:
     return json_safe(str(value))
 
 
+def json_size(value: Any) -> int:
+    """Bytes of JSON-safe `value` as compact UTF-8 JSON, added up while walking it (no copy)."""
+    size = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(json.dumps(item, ensure_ascii=False).encode())
+        elif isinstance(item, dict):
+            size += 2 + max(len(item) - 1, 0) + len(item)  # braces, commas, colons
+            for key, child in item.items():
+                size += len(json.dumps(key, ensure_ascii=False).encode())
+                stack.append(child)
+        elif isinstance(item, list):
+            size += 2 + max(len(item) - 1, 0)
+            stack.extend(item)
+        else:
+            size += len(json.dumps(item))
+    return size
+
+
+def json_preview(value: Any, chars: int = PREVIEW_CHARS) -> str:
+    """The first `chars` characters of `value` as compact JSON, encoding no further than that."""
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    pieces: list[str] = []
+    length = 0
+    for piece in encoder.iterencode(value):  # the streaming (pure-Python) encoder
+        pieces.append(piece[: chars - length])
+        length += len(pieces[-1])
+        if length >= chars:
+            break
+    return "".join(pieces)
+
+
 def bound_output(value: Any) -> Any:
-    """The value, or `{"truncated": true, "size_bytes": n, "preview": "..."}` when over 64 KiB."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    size = len(text.encode())
+    """The value, or `{"truncated": true, "size_bytes": n, "preview": "..."}` when over 64 KiB.
+
+    The size is added up and the preview encoded piece by piece: a 10 MiB output is never
+    serialised whole just to be cut.
+    """
+    size = json_size(value)
     if size <= MAX_OUTPUT_BYTES:
         return value
-    return {"truncated": True, "size_bytes": size, "preview": text[:PREVIEW_CHARS]}
+    return {"truncated": True, "size_bytes": size, "preview": json_preview(value)}
 
 
 def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:

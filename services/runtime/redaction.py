@@ -8,6 +8,8 @@ its query string, never writes the secret to Postgres or to the pod log.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 import re
@@ -18,13 +20,63 @@ from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 
+#: Escapes whose hex digits a server may write in either case (`%2f` / `%2F`, `\u00e9` / `\u00E9`).
+_HEX_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})")
+
+
+def _url_forms(secret: str) -> set[str]:
+    """URL encodings: quote() and quote_plus(), with and without `/` kept, then each encoded
+    again (double encoding). Hex case is handled by the pattern, not listed here."""
+    once = {quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")}
+    lower_hex = {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in once}
+    twice = {quote(form, safe="") for form in once | lower_hex}
+    return once | twice
+
+
+def _json_forms(secret: str) -> set[str]:
+    """JSON string escapes: ASCII-only (`\\u00e9`) and raw UTF-8, each also with `/` written `\\/`,
+    and the HTML-safe variant that escapes `<`, `>` and `&` as `\\u003c`… (Go, some frameworks)."""
+    forms = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms |= {f.replace("/", "\\/") for f in forms}
+    html_safe = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+    forms |= {"".join(html_safe.get(c, c) for c in f) for f in forms}
+    return forms
+
+
+def _base64_forms(secret: str) -> set[str]:
+    """base64 of the secret alone: standard and URL-safe alphabets, with and without padding."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return forms | {f.rstrip("=") for f in forms}
+
+
+def _html_forms(secret: str) -> set[str]:
+    """HTML escapes: `html.escape` with and without quotes, and `'` as `&#39;` or `&#x27;`."""
+    forms = {html.escape(secret), html.escape(secret, quote=False)}
+    return forms | {f.replace("&#x27;", "&#39;") for f in forms}
+
 
 def _variants(secret: str) -> set[str]:
-    """The forms a secret takes on the wire and in logs: raw, URL-encoded, JSON-escaped,
-    repr()-escaped (Python and Jinja error messages), each also with its whitespace collapsed
-    (errors are made one line before they are stored)."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+    """Every form of a secret promised in docs/workflows.md ("What is redacted"): raw, URL-encoded,
+    double URL-encoded, JSON-escaped, base64, HTML-escaped, and repr()-escaped (Python and Jinja
+    error messages), each also with its whitespace collapsed (errors are made one line before
+    they are stored)."""
+    forms = {secret, repr(secret)[1:-1]}
+    forms |= _url_forms(secret) | _json_forms(secret) | _base64_forms(secret) | _html_forms(secret)
     return forms | {" ".join(form.split()) for form in forms}
+
+
+def _any_hex_case(form: str) -> str:
+    """A regex for `form` in which every %XX and \\uXXXX escape matches in either case."""
+    parts = []
+    for index, part in enumerate(_HEX_ESCAPE.split(form)):
+        if index % 2:
+            prefix = 1 if part.startswith("%") else 2
+            digits = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in part[prefix:])
+            parts.append(re.escape(part[:prefix]) + digits)
+        else:
+            parts.append(re.escape(part))
+    return "".join(parts)
 
 
 class Redactor:
@@ -34,7 +86,7 @@ class Redactor:
         variants = {v for s in secrets if s for v in _variants(s) if v}
         # Longest first, so a secret containing another is replaced whole.
         ordered = sorted(variants, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._pattern = re.compile("|".join(map(_any_hex_case, ordered))) if ordered else None
 
     def __bool__(self) -> bool:
         return self._pattern is not None

@@ -340,8 +340,14 @@ class Run:
                 return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} {message}"), None, True
             log.error(f"step failed: {message}", extra=extra, exc_info=not isinstance(result.error, StepError))
             return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
-        output = json_safe(result.output)
-        stored, full = stored_output(output, redact)
+        try:
+            output = json_safe(result.output)
+            stored, full = stored_output(output, redact)
+        except Exception as error:  # MemoryError, RecursionError: the step fails, never stays running
+            message = one_line(redact.text(f"its output cannot be stored: {_describe(error)}"))
+            self.store.end_step(step_run, "failed", error=message)
+            log.error(f"step failed: {message}", extra=extra)
+            return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
         self.store.end_step(step_run, "succeeded", output=stored, full_output=full)
         data["steps"][spec.id] = with_paths({"output": output, "status": "succeeded"}, f"steps.{spec.id}")
         attempts = f" after {attempt} attempts" if attempt > 1 else ""
@@ -430,7 +436,7 @@ def _describe(error: BaseException) -> str:
         return "interrupted"
     if isinstance(error, StepError):
         return str(error) or type(error).__name__
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -16,7 +16,9 @@ from services.notify.rules import effective_rules, validate_rules, validate_sett
 def test_a_bare_on_key_is_read_as_on_and_values_keep_yaml_1_1() -> None:
     document = load_document("notify:\n  - on: [failed]\n    channel: ops\n  - {On: missed, channel: ops}\nenabled: yes\n")
     assert document == {"notify": [{"on": ["failed"], "channel": "ops"}, {"On": "missed", "channel": "ops"}], "enabled": True}
-    assert load_document("true: 1\n'on': 2\n") == {True: 1, "on": 2}
+    assert load_document("'on': 2\n") == {"on": 2}
+    with pytest.raises(UserError, match="has a key 'True' that is not a string"):
+        load_document("true: 1\n")  # only the word keys are taken back; a boolean key is not JSON
 
 
 @pytest.mark.parametrize(

@@ -259,6 +259,8 @@ def test_an_unexpected_runner_error_still_ends_the_execution(run_workflow) -> No
             return deep
 
     registry = StepRegistry(discover=lambda: {"deep": EntryPoint()})
-    code, execution, _ = run_workflow("name: deep\nsteps: [{id: d, type: deep}]", registry=registry)
+    code, execution, steps = run_workflow("name: deep\nsteps: [{id: d, type: deep}]", registry=registry)
     assert code == 1 and execution.status == "failed"
-    assert execution.error.startswith("runner error: RecursionError") and "\n" not in execution.error
+    assert execution.error.startswith("step 'd' failed: its output cannot be stored: RecursionError")
+    assert "\n" not in execution.error
+    assert [s.status for s in steps] == ["failed"]  # the step is ended too, never left running

@@ -2,7 +2,10 @@
 
 `with`: `method` (GET), `url`, `headers`, `query`, `json` or `body`, `timeout_seconds` (30),
 `expect_status` (list; default any 2xx). Every request carries an `Idempotency-Key` header
-(stable across the step's attempts and the run's retries). With `integration: NAME` the request authenticates
+(stable across the step's attempts and the run's retries). `query` and a query credential are
+merged into the URL's own query string (a key given in both takes the later value).
+`timeout_seconds` bounds the whole request — connecting, redirects, headers and body — so a
+server trickling bytes cannot hold the step past it. With `integration: NAME` the request authenticates
 with that credential: bearer → `Authorization: Bearer …`, basic → `Authorization: Basic …`,
 header → the named header, query → the named query parameter.
 
@@ -17,6 +20,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
+import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -40,6 +46,58 @@ ACCEPT_ENCODING = "gzip, deflate"
 #: Sent on every request (unless `with.headers` sets it): the same value for every attempt of
 #: the step and every retry of the run, so the server can tell a repeat from a new request.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+#: An HTTP header name (RFC 9110 token), matched whole: a name ending in a newline is refused.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class TotalDeadline:
+    """Ends a request when its whole time is up, wherever it is blocked.
+
+    httpx's timeouts bound each connect, write and read; a server sending a byte every few
+    seconds satisfies every one of them forever. A timer shuts down the request's sockets
+    (captured through httpcore's `trace` extension) at the deadline: a blocked read returns at
+    once, and the step fails as timed out.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = threading.Event()
+        self._streams: list[Any] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self.expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> TotalDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: remember every connection's network stream."""
+        if event.endswith(("connect_tcp.complete", "start_tls.complete")) and info.get("return_value"):
+            with self._lock:
+                self._streams.append(info["return_value"])
+            if self.expired.is_set():
+                self._shutdown(info["return_value"])
+
+    def expire(self) -> None:
+        self.expired.set()
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            self._shutdown(stream)
+
+    @staticmethod
+    def _shutdown(stream: Any) -> None:
+        sock = stream.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def apply_credential(
@@ -85,7 +143,18 @@ def _request_parts(params: Mapping[str, Any]) -> RequestParts:
     expect = params.get("expect_status")
     if expect is not None and (not isinstance(expect, list) or not all(isinstance(s, int) for s in expect)):
         raise StepError("with.expect_status must be a list of status codes")
+    if not 0 < timeout <= 3600:
+        raise StepError("with.timeout_seconds must be more than 0 and at most 3600")
+    for name in headers:
+        if not HEADER_NAME.fullmatch(str(name)):
+            raise StepError(f"with.headers: {str(name)[:80]!r} is not a valid HTTP header name")
     return method, url, {str(k): str(v) for k, v in headers.items()}, dict(query), timeout, expect
+
+
+def merged_url(url: str, query: Mapping[str, Any]) -> httpx.URL:
+    """The URL with `query` merged into its own query string (httpx's `params=` replaces it)."""
+    parsed = httpx.URL(url)
+    return parsed.copy_merge_params(dict(query)) if query else parsed
 
 
 def _decode_body(response: httpx.Response, content: bytes) -> Any:
@@ -136,11 +205,13 @@ def _decoded_chunks(response: httpx.Response) -> Iterator[bytes]:
     return chunks
 
 
-def _read_limited(response: httpx.Response, context: StepContext) -> bytes:
+def _read_limited(response: httpx.Response, context: StepContext, deadline: TotalDeadline | None = None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     for chunk in _decoded_chunks(response):
         context.check_cancelled()
+        if deadline is not None and deadline.expired.is_set():
+            raise httpx.ReadTimeout("total deadline passed")
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise StepError(f"response body exceeds {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB")
@@ -159,13 +230,17 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 class HttpStep:
     def run(self, params: Mapping[str, Any], context: StepContext) -> dict[str, Any]:
-        method, url, headers, query, timeout, expect = _request_parts(params)
+        method, raw_url, headers, query, timeout, expect = _request_parts(params)
         if context.idempotency_key and not any(k.lower() == IDEMPOTENCY_HEADER.lower() for k in headers):
             headers[IDEMPOTENCY_HEADER] = context.idempotency_key
         apply_credential(context.credential, headers, query)
+        try:
+            url = merged_url(raw_url, query)
+        except (httpx.InvalidURL, TypeError) as error:
+            raise StepError(f"with.url is not a valid URL: {error}") from None
         credential = context.credential
         credential_header = credential["name"] if credential and credential["type"] == "header" else None
-        origin = _origin(httpx.URL(url))
+        origin = _origin(url)
 
         def guard(request: httpx.Request) -> None:
             context.check_cancelled()
@@ -182,8 +257,9 @@ class HttpStep:
             body["json"] = params["json"]
         elif "body" in params:
             body["content"] = str(params["body"]).encode()
+        deadline = TotalDeadline(timeout)
         try:
-            with httpx.Client(
+            with deadline, httpx.Client(
                 timeout=timeout,
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
@@ -191,14 +267,15 @@ class HttpStep:
                 headers={"Accept-Encoding": ACCEPT_ENCODING},
                 event_hooks={"request": [guard]},
             ) as client:
-                with client.stream(method, url, headers=headers, params=query or None, **body) as response:
-                    content = _read_limited(response, context)
+                extensions = {"trace": deadline.trace}
+                with client.stream(method, url, headers=headers, extensions=extensions, **body) as response:
+                    content = _read_limited(response, context, deadline)
         except StepError:
             raise
-        except httpx.TimeoutException:
-            raise StepError(f"{method} {_where(httpx.URL(url))} timed out after {timeout:g}s", kind="timeout") from None
         except httpx.HTTPError as error:
-            raise StepError(f"{method} {_where(httpx.URL(url))} failed: {type(error).__name__}: {error}") from None
+            if isinstance(error, httpx.TimeoutException) or deadline.expired.is_set():
+                raise StepError(f"{method} {_where(url)} timed out after {timeout:g}s", kind="timeout") from None
+            raise StepError(f"{method} {_where(url)} failed: {type(error).__name__}: {error}") from None
         output = {
             "status": response.status_code,
             "headers": dict(response.headers.items()),
