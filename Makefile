@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCAL_STAMP := $(VENV)/.installed-local
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast fuzz lint bench clean
 
 # Everything (services, Pulumi program, test tools), in one resolver run.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -29,11 +29,15 @@ run: $(LOCAL_STAMP)
 
 ## The whole test suite (embedded Postgres unless TEST_DATABASE_URL is set).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not long"
 
 ## Everything but the slow end-to-end cases.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not long"
+
+## The long fuzz campaign (FUZZ_LONG_FACTOR=10 for 100,000 inputs).
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -m long tests/cli/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check services infra tests bench policy __main__.py

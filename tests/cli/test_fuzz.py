@@ -358,7 +358,7 @@ def test_fuzz_integrations_set(fuzz_env: Fuzzer, tmp_path: Path) -> None:
 LONG_FACTOR = float(os.environ.get("FUZZ_LONG_FACTOR", "1"))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(7200)
 def test_fuzz_long(fuzz_env: Fuzzer, queues, tmp_path: Path) -> None:
     """The four campaigns above again in one session, `FUZZ_LONG_FACTOR` times as long."""
