@@ -7,12 +7,12 @@ as the same one-line `error: field: message` (exit 2) as local ones.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
 
 from services.core.errors import NotFoundError, UserError
+from services.core.settings import Settings
 
 TIMEOUT_SECONDS = 30.0
 
@@ -53,11 +53,10 @@ def _error(response: httpx.Response) -> UserError:
 
 def remote_api(env: dict[str, str] | None = None) -> RemoteApi | None:
     """The API to use instead of the database, or None when WFCTL_API_URL is not set."""
-    values = os.environ if env is None else env
-    url = (values.get("WFCTL_API_URL") or "").strip()
+    settings = Settings.from_env(env)
+    url, token = settings.api_url, settings.api_token
     if not url:
         return None
-    token = (values.get("WFCTL_TOKEN") or "").strip()
     if not token:
         raise UserError("WFCTL_TOKEN", "is not set (WFCTL_API_URL is; create one with `wfctl tokens create`)")
     return RemoteApi(url, token)

@@ -10,7 +10,6 @@ is detected instead of decrypting to garbage.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -82,5 +81,6 @@ def keyring_from_value(value: str | None) -> Keyring:
 
 
 def keyring_from_env(env: Mapping[str, str] | None = None) -> Keyring:
-    env = os.environ if env is None else env
-    return keyring_from_value(env.get(KEY_ENV))
+    from services.core.settings import Settings
+
+    return keyring_from_value(Settings.from_env(env).encryption_keys)

@@ -85,6 +85,9 @@ class Settings:
     fire_time_retention_days: int = 90
     #: INTEGRATION_ENCRYPTION_KEY: decrypts integration credentials and notification channels.
     encryption_keys: str | None = None
+    #: WFCTL_API_URL and WFCTL_TOKEN: wfctl's operator commands go through the API instead.
+    api_url: str | None = None
+    api_token: str | None = None
     #: Base URL of the operator console; notifications link to `{console_url}/executions/{id}`.
     console_url: str | None = None
 
@@ -101,6 +104,8 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             console_url=(env.get("CONSOLE_URL") or "").rstrip("/") or None,
             encryption_keys=env.get(INTEGRATION_ENCRYPTION_KEY_ENV) or None,
+            api_url=(env.get("WFCTL_API_URL") or "").strip() or None,
+            api_token=(env.get("WFCTL_TOKEN") or "").strip() or None,
             fire_time_retention_days=_positive_int(env.get("FIRE_TIME_RETENTION_DAYS"), default=90),
         )
 
