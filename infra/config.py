@@ -140,6 +140,14 @@ class ConsoleConfig:
     #: Signs console session cookies; None derives one from the integration encryption key.
     secret_key: pulumi.Output[str] | None
 
+    @property
+    def url(self) -> str | None:
+        """Where people reach the console (notifications link to runs there), when it has an Ingress."""
+        if self.ingress is None:
+            return None
+        scheme = "https" if self.ingress.tls_secret else "http"
+        return f"{scheme}://{self.ingress.host}"
+
 
 @dataclass(frozen=True)
 class StackConfig:

@@ -36,6 +36,8 @@ class DispatcherArgs:
     #: The dispatcher delivers notifications, whose channels are encrypted under this key.
     encryption_key_secret_name: pulumi.Input[str]
     aws_access: AwsAccess
+    #: The console's address, for the links in notifications (None: messages carry no link).
+    console_url: str | None = None
     resources: ResourceSpec = field(
         default_factory=lambda: ResourceSpec(
             cpu_request="50m", memory_request="128Mi", cpu_limit="500m", memory_limit="256Mi"
@@ -84,6 +86,7 @@ class Dispatcher(pulumi.ComponentResource):
                 env.plain("QUEUE_URL", args.queue_url),
                 *args.aws_access.env,
                 env.plain("LOG_FORMAT", "json"),
+                *([env.plain("CONSOLE_URL", args.console_url)] if args.console_url else []),
             ],
             resources=pod_security.resource_requirements(args.resources),
             security_context=pod_security.container_security_context(),

@@ -147,3 +147,15 @@ def test_production_console_role_may_enqueue_and_redrive_only(production_run: Pr
     }
     account = production_run.one("kubernetes:core/v1:ServiceAccount", "console-service-account").props
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+def test_notifications_link_to_the_console_behind_its_ingress(ingress_run: ProgramRun, local_run: ProgramRun) -> None:
+    """The dispatcher delivers notifications; with an Ingress their links point at the console."""
+
+    def dispatcher_env(run: ProgramRun) -> dict[str, dict[str, Any]]:
+        cron_job = run.one("kubernetes:batch/v1:CronJob").props
+        (container,) = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        return env_of(container)
+
+    assert dispatcher_env(ingress_run)["CONSOLE_URL"]["value"] == "https://console.example.com"
+    assert "CONSOLE_URL" not in dispatcher_env(local_run)
