@@ -331,6 +331,27 @@ def list_integrations(request: Request, _: Principal = Depends(viewer)) -> dict[
         return {"items": service(session)}
 
 
+@router.get("/channels", summary="Notification channels: names and types only, never a secret")
+def list_channels(request: Request, _: Principal = Depends(viewer)) -> dict[str, Any]:
+    from services.notify.channels import list_channels as service
+
+    with state_of(request).db() as session:
+        return {"items": service(session)}
+
+
+@router.get("/notifications", summary="Notifications, newest first, with the error of a failed delivery")
+def list_notifications(
+    request: Request,
+    status: str | None = Query(None, description="pending, sent or failed"),
+    limit: int = Query(50, ge=1, le=1000),
+    _: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    from services.notify.outbox import list_notifications as service
+
+    with state_of(request).db() as session:
+        return {"items": service(session, status, limit)}
+
+
 # --- tokens and audit -------------------------------------------------------------------------
 
 

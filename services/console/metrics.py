@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.console import queries
-from services.core.db.models import ExecutionStatus
+from services.core.db.models import ExecutionStatus, Notification, NotificationStatus
 
 
 def render_metrics(session: Session, now: datetime | None = None) -> bytes:
@@ -26,9 +27,13 @@ def render_metrics(session: Session, now: datetime | None = None) -> bytes:
     by_status = Gauge("workflow_executions", "Executions by status", ["status"], registry=registry)
     for status, count in queries.status_counts(session).items():
         by_status.labels(status=status).set(count)
-    queued = getattr(ExecutionStatus, "QUEUED", None)
-    if queued is not None:
-        Gauge("workflow_queued_runs", "Runs waiting as queued", registry=registry).set(
-            queries.status_counts(session).get(queued.value, 0)
-        )
+    Gauge("workflow_queued_runs", "Runs waiting as queued", registry=registry).set(
+        queries.status_counts(session).get(ExecutionStatus.QUEUED.value, 0)
+    )
+    outbox = Gauge("workflow_notifications", "Notifications in the outbox by status", ["status"], registry=registry)
+    counts = dict(
+        session.execute(select(Notification.status, func.count()).group_by(Notification.status)).all()
+    )
+    for status in NotificationStatus:
+        outbox.labels(status=status.value).set(counts.get(status.value, 0))
     return generate_latest(registry)

@@ -67,6 +67,11 @@ def test_reads_for_a_viewer(console: Console, queues: Any) -> None:
         assert 'workflow_executions{status="succeeded"} 1.0' in metrics.text
         assert "workflow_due_schedules 0.0" in metrics.text
         assert "workflow_dispatcher_lag_seconds" in metrics.text
+        assert "workflow_queued_runs 0.0" in metrics.text
+        assert 'workflow_notifications{status="pending"} 0.0' in metrics.text
+        assert api.get("/api/v1/channels").json() == {"items": []}
+        assert api.get("/api/v1/notifications?status=failed").json() == {"items": []}
+        assert api.get("/api/v1/notifications?status=lost").status_code == 400
         document = api.get("/api/openapi.json").json()
         assert "/api/v1/executions" in document["paths"] and "/api/v1/schedules/{name}/pause" in document["paths"]
         assert "swagger-ui" in api.get("/api/docs").text
