@@ -8,6 +8,7 @@ import typer
 
 from services.cli.context import database, settings
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+from services.core.audit import cli_actor
 from services.core.credentials import MAX_CREDENTIAL_BYTES
 from services.core.crypto import keyring_from_env
 from services.core.documents import load_document, read_file
@@ -35,7 +36,7 @@ def set_(
     config = validate_channel(document, field="file")
     keyring = keyring_from_env()
     with database() as session:
-        created = set_channel(session, name, config, keyring)
+        created = set_channel(session, name, config, keyring, actor=cli_actor())
     typer.echo(f"channel {name} {'created' if created else 'updated'} ({config['type']})")
 
 

@@ -6,7 +6,6 @@ Pure functions with no database access, so the runner can use them without the O
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -72,9 +71,9 @@ def secret_values(credential: Mapping[str, str]) -> list[str]:
 
 
 def seal(credential: Credential, keyring: Keyring) -> bytes:
-    return keyring.encrypt(json.dumps(credential, separators=(",", ":")).encode())
+    return keyring.encrypt_json(credential)
 
 
 def unseal(ciphertext: bytes, keyring: Keyring, name: str) -> Credential:
-    plaintext = keyring.decrypt(bytes(ciphertext), what=f"integration {name!r}")
-    return validate_credential(json.loads(plaintext), field=f"integration {name!r}")
+    what = f"integration {name!r}"
+    return validate_credential(keyring.decrypt_json(ciphertext, what), field=what)

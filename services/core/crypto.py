@@ -10,7 +10,9 @@ is detected instead of decrypting to garbage.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -65,6 +67,13 @@ class Keyring:
             raise EncryptionKeyError(
                 f"{what} cannot be decrypted with any key in {KEY_ENV} (wrong key?)"
             ) from None
+
+    def encrypt_json(self, value: Any) -> bytes:
+        """A JSON value sealed whole (integrations, notification channels)."""
+        return self.encrypt(json.dumps(value, separators=(",", ":")).encode())
+
+    def decrypt_json(self, token: bytes, what: str) -> Any:
+        return json.loads(self.decrypt(bytes(token), what=what))
 
     def rotate(self, token: bytes, what: str = "a credential") -> bytes:
         """Re-encrypt under the first key (decrypting with any)."""

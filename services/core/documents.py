@@ -136,11 +136,8 @@ def read_file(path: Path) -> str:
     return decode(data, str(path))
 
 
-def load_document(text: str | bytes, source: str = "document", max_bytes: int | None = None) -> Any:
-    """Parse YAML (a superset of JSON) into a plain JSON value; every refusal is one line.
-
-    `max_bytes` bounds the value's size as compact JSON (measured without expanding it whole).
-    """
+def _parse(text: str | bytes, source: str, single: bool) -> list[Any]:
+    """The documents of `text` through the plain-JSON loader; every refusal one line naming `source`."""
     if isinstance(text, bytes):
         text = decode(text, source)
     elif len(text) > MAX_FILE_BYTES:
@@ -148,7 +145,12 @@ def load_document(text: str | bytes, source: str = "document", max_bytes: int | 
     try:
         loader = PlainJsonLoader(text)
         try:
-            document = loader.get_single_data()
+            if single:
+                return [loader.get_single_data()]
+            documents = []
+            while loader.check_data():
+                documents.append(loader.get_data())
+            return documents
         finally:
             loader.dispose()
     except _Refused as refused:
@@ -163,6 +165,9 @@ def load_document(text: str | bytes, source: str = "document", max_bytes: int | 
         raise UserError(source, f"nested more than {MAX_DEPTH} levels deep") from None
     except (ValueError, OverflowError) as exc:  # PyYAML's own: e.g. `"\U99999999"` reaches chr()
         raise UserError(source, f"not valid YAML or JSON ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _checked(document: Any, source: str, max_bytes: int | None) -> Any:
     try:
         return check_json(document, "", max_bytes)
     except InputError as error:
@@ -170,36 +175,17 @@ def load_document(text: str | bytes, source: str = "document", max_bytes: int | 
         raise UserError(source, f"{where}{error.message}") from None
 
 
+def load_document(text: str | bytes, source: str = "document", max_bytes: int | None = None) -> Any:
+    """Parse YAML (a superset of JSON) into a plain JSON value; every refusal is one line.
+
+    `max_bytes` bounds the value's size as compact JSON (measured without expanding it whole).
+    """
+    [document] = _parse(text, source, single=True)
+    return _checked(document, source, max_bytes)
+
+
 def load_documents(text: str | bytes, source: str = "document", max_bytes: int | None = None) -> list[Any]:
     """Every document of a multi-document YAML file (`---` between them), each checked as
     `load_document` checks one; the alias budget covers the whole file."""
-    if isinstance(text, bytes):
-        text = decode(text, source)
-    elif len(text) > MAX_FILE_BYTES:
-        raise UserError(source, f"is {len(text)} characters; files are limited to {MAX_FILE_BYTES // 1024} KiB")
-    documents: list[Any] = []
-    try:
-        loader = PlainJsonLoader(text)
-        try:
-            while loader.check_data():
-                documents.append(loader.get_data())
-        finally:
-            loader.dispose()
-    except _Refused as refused:
-        raise UserError(source, refused.message) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(source, f"not valid YAML{where}") from None
-    except RecursionError:
-        raise UserError(source, f"nested more than {MAX_DEPTH} levels deep") from None
-    except (ValueError, OverflowError) as exc:
-        raise UserError(source, f"not valid YAML ({' '.join(str(exc).split())[:120]})") from None
-    for index, document in enumerate(documents):
-        try:
-            check_json(document, "", max_bytes)
-        except InputError as error:
-            where = f"{error.field} " if error.field else ""
-            raise UserError(f"{source}[{index}]", f"{where}{error.message}") from None
-    return documents
-
+    documents = _parse(text, source, single=False)
+    return [_checked(document, f"{source}[{index}]", max_bytes) for index, document in enumerate(documents)]

@@ -7,7 +7,6 @@ embed a token, signing secrets, SMTP credentials) as one authenticated ciphertex
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.core import audit
 from services.core.crypto import Keyring
 from services.core.db.models import Channel, ChannelType
 from services.core.errors import NotFoundError, UserError
@@ -126,26 +126,30 @@ def redact(text: str, config: ChannelConfig) -> str:
 
 
 def seal(config: ChannelConfig, keyring: Keyring) -> bytes:
-    return keyring.encrypt(json.dumps(config, separators=(",", ":")).encode())
+    return keyring.encrypt_json(config)
 
 
 def unseal(ciphertext: bytes, keyring: Keyring, name: str) -> ChannelConfig:
-    plaintext = keyring.decrypt(bytes(ciphertext), what=f"channel {name!r}")
-    return validate_channel(json.loads(plaintext), field=f"channel {name!r}")
+    what = f"channel {name!r}"
+    return validate_channel(keyring.decrypt_json(ciphertext, what), field=what)
 
 
-def set_channel(session: Session, name: str, config: ChannelConfig, keyring: Keyring) -> bool:
-    """Create or replace a channel; returns True when it was created."""
+def set_channel(
+    session: Session, name: str, config: ChannelConfig, keyring: Keyring, *, actor: str = audit.SYSTEM_ACTOR
+) -> bool:
+    """Create or replace a channel; returns True when it was created (audited, never its secrets)."""
     check_name(name)
     existing = session.scalar(select(Channel).where(Channel.name == name).with_for_update())
     ciphertext = seal(config, keyring)
     if existing is None:
         session.add(Channel(name=name, type=config["type"], ciphertext=ciphertext))
         session.flush()
+        audit.record(session, actor, "channel.create", "channel", name, {"type": config["type"]})
         return True
     existing.type = config["type"]
     existing.ciphertext = ciphertext
     existing.updated_at = datetime.now(UTC)
+    audit.record(session, actor, "channel.update", "channel", name, {"type": config["type"]})
     return False
 
 
