@@ -7,7 +7,7 @@ a counting HTTP server on 127.0.0.1 with their execution id in the path.
 
 Faults, drawn from `random.Random(seed)`: SIGKILL or SIGTERM of the spawner (restarted at
 once), SIGKILL of a runner process, `pg_terminate_backend` of the dispatcher's or the spawner's
-connections (found by application_name), and the SQS endpoint paused for a few seconds.
+connections and of every runner's (found by application_name), and the SQS endpoint paused for a few seconds.
 
 The verdict compares the database with an independent enumerator (tests.chaos.enumerator):
 every due fire time has exactly one first-attempt execution (none lost, none duplicated), every
@@ -44,7 +44,7 @@ import psycopg
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
-from services.contract import DISPATCHER_APPLICATION_NAME, SPAWNER_APPLICATION_NAME
+from services.contract import DISPATCHER_APPLICATION_NAME, RUNNER_APPLICATION_NAME, SPAWNER_APPLICATION_NAME
 from services.core.db.models import ACTIVE_STATUSES, Execution, ExecutionStatus
 from services.core.db.session import session_factory
 from services.core.queue import Queue
@@ -81,6 +81,7 @@ FAULT_WEIGHTS = {
     "kill_runner": 3,
     "pg_terminate_spawner": 2,
     "pg_terminate_dispatcher": 1,
+    "pg_terminate_runner": 2,
     "pause_sqs": 2,
 }
 
@@ -325,12 +326,16 @@ class ChaosRun:
                 return None
             self.killed_runs.add(execution_id)
         elif kind.startswith("pg_terminate"):
-            name = SPAWNER_APPLICATION_NAME if kind.endswith("spawner") else DISPATCHER_APPLICATION_NAME
+            names = {
+                "pg_terminate_spawner": SPAWNER_APPLICATION_NAME,
+                "pg_terminate_dispatcher": DISPATCHER_APPLICATION_NAME,
+                "pg_terminate_runner": f"{RUNNER_APPLICATION_NAME} %",
+            }
             with psycopg.connect(libpq_url(self.database_url), autocommit=True) as conn:
                 conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()",
-                    (name,),
+                    "WHERE datname = current_database() AND application_name LIKE %s AND pid <> pg_backend_pid()",
+                    (names[kind],),
                 )
         elif kind == "pause_sqs":
             self.proxy.pause()
