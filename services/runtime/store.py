@@ -229,11 +229,11 @@ class RunStore:
 
         The notification it causes (`failed`, `recovered`) is written in the same transaction.
         """
+        from sqlalchemy.exc import OperationalError
+
         from services.core.db.session import session_scope
         from services.core.executions import finish_execution
         from services.notify.events import execution_finished
-
-        from sqlalchemy.exc import OperationalError
 
         deadline = time.monotonic() + RECONNECT_SECONDS
         delay = 0.1
