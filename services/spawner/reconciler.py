@@ -72,7 +72,9 @@ class Reconciler:
             requested_by = session.scalar(select(Execution.cancel_requested_by).where(Execution.id == execution_id))
             if requested_by is not None:
                 status, error = ExecutionStatus.CANCELLED, f"cancelled by {requested_by}"
-            changed = finish_execution(session, execution_id, status, error=error)  # type: ignore[arg-type]
+            changed = finish_execution(
+                session, execution_id, status, error=error, now=self.clock()  # type: ignore[arg-type]
+            )
             if changed:
                 execution_finished(session, execution_id)  # type: ignore[arg-type]
             session.commit()
