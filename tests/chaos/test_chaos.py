@@ -71,6 +71,7 @@ def test_a_short_seeded_chaos_run(db, sqs_endpoint, counting_server, tmp_path) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # the harness bounds itself; 500 faults take about a quarter of an hour
 @pytest.mark.skipif("CHAOS_FAULTS" not in os.environ, reason="the long run: make chaos SEED=… FAULTS=…")
 def test_the_long_chaos_run(db, sqs_endpoint, counting_server, tmp_path) -> None:  # noqa: F811
     run_chaos(db, sqs_endpoint, counting_server, tmp_path, seed=int(os.environ.get("CHAOS_SEED", "1")),
