@@ -87,7 +87,38 @@ class Reconciler:
                 self.on_reconciled(str(status))
         return changed
 
+    def _never_claimed(self, execution_id: object) -> bool:
+        """Still `starting`, nobody asked to cancel it, and within its start timeout: no runner
+        ever ran a step of it, so launching it again is safe."""
+        with self.session_maker() as session:
+            row = session.execute(
+                select(Execution.status, Execution.cancel_requested_at,
+                       func.coalesce(Execution.admitted_at, Execution.created_at))
+                .where(Execution.id == execution_id)
+            ).one_or_none()
+        if row is None:
+            return False
+        status, cancel_requested_at, since = row
+        return (
+            status == ExecutionStatus.STARTING
+            and cancel_requested_at is None
+            and since >= self.clock() - self.start_timeout
+        )
+
     def _apply(self, outcome: JobOutcome) -> str | None:
+        if outcome.killed and self.relaunch is not None and self._never_claimed(outcome.execution_id):
+            # The runner was killed before it claimed the run (a platform fault, no step ran):
+            # forget its Job; the next pass finds the run without one and launches it again.
+            log.info(
+                "runner killed before it claimed the run; it will be launched again",
+                extra={"execution_id": str(outcome.execution_id), "reason": outcome.reason},
+            )
+            try:
+                self.launcher.delete(outcome.job_name)
+            except LaunchError as error:
+                log.warning("could not delete the Job", extra={"execution_id": str(outcome.execution_id),
+                                                               "error": str(error)})
+            return None
         status = execution_status_for(outcome)
         changed = status is not None and self._record(outcome.execution_id, status, error_for(outcome))
         if outcome.stuck:

@@ -145,6 +145,9 @@ class LocalLauncher:
             run = self._runs.get(job_name)
             if run is None or run.deleted:
                 return
+            if run.outcome is not None and run.process is not None:
+                del self._runs[job_name]  # a finished Job deleted is gone, and may be created again
+                return
             run.deleted = True
             if run.process is None:
                 run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, "Job deleted")
@@ -297,7 +300,7 @@ class LocalLauncher:
                 reason = f"runner killed by signal {signal.Signals(-code).name}"
             except ValueError:  # real-time signals have no name
                 reason = f"runner killed by signal {-code}"
-            run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
+            run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason, killed=True)
         else:
             reason = f"runner exited with code {code}"
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
