@@ -261,4 +261,5 @@ def test_an_unexpected_runner_error_still_ends_the_execution(run_workflow) -> No
     registry = StepRegistry(discover=lambda: {"deep": EntryPoint()})
     code, execution, _ = run_workflow("name: deep\nsteps: [{id: d, type: deep}]", registry=registry)
     assert code == 1 and execution.status == "failed"
-    assert execution.error.startswith("runner error: RecursionError") and "\n" not in execution.error
+    # The output is made storable in the step's interruptible worker, so the step fails with it.
+    assert execution.error.startswith("step 'd' failed: RecursionError") and "\n" not in execution.error
