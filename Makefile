@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCAL_STAMP := $(VENV)/.installed-local
 
-.PHONY: install run test test-fast fuzz lint bench clean
+.PHONY: install run test test-fast fuzz lint bench chaos clean
 
 # Everything (services, Pulumi program, test tools), in one resolver run.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -41,6 +41,12 @@ fuzz: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check services infra tests bench policy __main__.py
+
+## The long seeded fault-injection run (tests/chaos): make chaos SEED=7 FAULTS=500
+SEED ?= 1
+FAULTS ?= 500
+chaos: $(STAMP)
+	CHAOS_SEED=$(SEED) CHAOS_FAULTS=$(FAULTS) $(BIN)/python -m pytest -q -s -m long tests/chaos -k long_chaos_run
 
 ## Speed and memory targets (not part of the test suite).
 bench: $(STAMP)

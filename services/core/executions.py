@@ -126,12 +126,15 @@ def finish_execution(
     error: str | None = None,
     output: Any = None,
     from_statuses: Iterable[str] = ACTIVE_STATUSES,
+    now: datetime | None = None,
 ) -> bool:
     """End an execution with a terminal status, scheduling a retry when attempts remain.
 
-    Returns False (and changes nothing) when the execution is already terminal.
+    Returns False (and changes nothing) when the execution is already terminal. `now` (default:
+    the current time) is when it ended and what the retry's back-off counts from, so tests and
+    the chaos suite can put retry timing on the same injected clock as the dispatcher's ticks.
     """
-    finished_at = now_utc()
+    finished_at = now or now_utc()
     row = session.execute(
         select(Execution.attempt, Workflow.definition)
         .join(Workflow, Workflow.id == Execution.workflow_id)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -258,13 +259,29 @@ class Run:
         execution_id = self.config.execution_id
         extra = {**self.extra, "step_id": spec.id}
         redact = prepared.redactor
+        # `if` and `with` are user code too: they run in the interruptible worker, so the
+        # workflow's deadline and SIGTERM stop a template that loops (issue 15).
+        rendering = run_interruptible(
+            lambda: _render_step(spec, data), threading.Event(), max(0.0, deadline - time.monotonic()),
+            lambda: self.stop.requested or self.cancel_seen(), name=f"render-{spec.id}",
+        )
+        if rendering.ending is Ending.STOPPED:
+            return self.stopped_verdict(None), None, True
+        if rendering.ending is Ending.TIMED_OUT:
+            timeout = prepared.workflow.timeout_seconds
+            message = f"workflow timed out after {timeout:g}s while rendering step {spec.id!r}"
+            self.store.record_step(execution_id, spec.id, spec.position, spec.type, "timed_out", error=message)
+            log.error(message, extra=extra)
+            return Verdict("timed_out", EXIT_FAILED, error=message), None, True
         try:
-            if spec.condition is not None and not evaluate_condition(spec.condition, data):
+            if rendering.error is not None:
+                raise rendering.error
+            run_it, params = rendering.output
+            if not run_it:
                 self.store.record_step(execution_id, spec.id, spec.position, spec.type, "skipped")
                 data["steps"][spec.id] = with_paths({"output": None, "status": "skipped"}, f"steps.{spec.id}")
                 log.info("step skipped (if is false)", extra=extra)
                 return None, None, False
-            params = render_value(spec.params, data, "with")
         except TemplateError as error:
             message = one_line(redact.text(f"template error in {error}"))
             self.store.record_step(execution_id, spec.id, spec.position, spec.type, "failed", error=message)
@@ -296,7 +313,7 @@ class Run:
                 return Verdict("timed_out", EXIT_FAILED, error=error), None, True
             limit = remaining if spec.timeout_seconds is None else min(spec.timeout_seconds, remaining)
             result = run_interruptible(
-                lambda context=context: step.run(params, context), context.cancelled, limit,
+                lambda context=context: _run_and_bound(step, params, context, redact), context.cancelled, limit,
                 lambda: self.stop.requested or self.cancel_seen(), name=f"step-{spec.id}",
             )
             if result.ending is Ending.STOPPED:
@@ -340,14 +357,7 @@ class Run:
                 return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} {message}"), None, True
             log.error(f"step failed: {message}", extra=extra, exc_info=not isinstance(result.error, StepError))
             return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
-        try:
-            output = json_safe(result.output)
-            stored, full = stored_output(output, redact)
-        except Exception as error:  # MemoryError, RecursionError: the step fails, never stays running
-            message = one_line(redact.text(f"its output cannot be stored: {_describe(error)}"))
-            self.store.end_step(step_run, "failed", error=message)
-            log.error(f"step failed: {message}", extra=extra)
-            return Verdict("failed", EXIT_FAILED, error=f"step {spec.id!r} failed: {message}"), None, True
+        output, stored, full = result.output
         self.store.end_step(step_run, "succeeded", output=stored, full_output=full)
         data["steps"][spec.id] = with_paths({"output": output, "status": "succeeded"}, f"steps.{spec.id}")
         attempts = f" after {attempt} attempts" if attempt > 1 else ""
@@ -423,6 +433,21 @@ def stored_output(value: Any, redactor: Redactor) -> tuple[Any, Any]:
     whole = redactor.value(json_safe(value))
     bounded = bound_output(whole)
     return bounded, (whole if bounded is not whole else None)
+
+
+def _render_step(spec: StepSpec, data: dict[str, Any]) -> tuple[bool, Any]:
+    """(whether the step runs: its `if`, its rendered `with`); raises TemplateError."""
+    if spec.condition is not None and not evaluate_condition(spec.condition, data):
+        return False, None
+    return True, render_value(spec.params, data, "with")
+
+
+def _run_and_bound(step: Step, params: Any, context: StepContext, redact: Redactor) -> tuple[Any, Any, Any]:
+    """Run the step and make its output storable in the same interruptible worker: serialising
+    a huge output must not outlive the deadline either."""
+    output = json_safe(step.run(params, context))
+    stored, full = stored_output(output, redact)
+    return output, stored, full
 
 
 def _secrets(credential: Mapping[str, str]) -> list[str]:

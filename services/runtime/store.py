@@ -9,6 +9,8 @@ finish_execution` (imported only then), so retry scheduling lives in exactly one
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from psycopg.types.json import Jsonb
 
 from services.contract import CLAIMABLE_STATUSES, RUNNER_APPLICATION_NAME, ExecutionStatus, StepStatus
 from services.core.settings import libpq_url
+
+log = logging.getLogger(__name__)
 
 
 def now_utc() -> datetime:
@@ -60,6 +64,16 @@ REUSABLE = ("succeeded", "skipped", "reused")
 MAX_CHAIN = 64
 
 
+#: How long the runner keeps trying to reach Postgres again after losing its connection.
+RECONNECT_SECONDS = 60.0
+
+
+def _open(database_url: str, application_name: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        libpq_url(database_url), autocommit=True, connect_timeout=10, application_name=application_name
+    )
+
+
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
@@ -75,15 +89,40 @@ class RunStore:
     def connect(cls, database_url: str, execution_id: uuid.UUID) -> Iterator[RunStore]:
         """One connection for the run, named `wfr-runner <execution-id>` in pg_stat_activity."""
         application_name = f"{RUNNER_APPLICATION_NAME} {execution_id}"
-        with psycopg.connect(
-            libpq_url(database_url), autocommit=True, connect_timeout=10, application_name=application_name
-        ) as conn:
-            yield cls(conn, database_url, application_name)
+        store = cls(_open(database_url, application_name), database_url, application_name)
+        try:
+            yield store
+        finally:
+            store._conn.close()
+
+    def _execute(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:
+        """Run one statement; when the connection was lost (a Postgres restart or failover, an
+        operator's pg_terminate_backend), open a new one and run it again, for up to
+        RECONNECT_SECONDS. A lost connection is a platform fault: it must not fail the run
+        (issue 15). Statements are autocommitted one by one, and a terminated connection fails
+        the next statement before it runs, so running it again does not apply it twice."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                if self._conn.closed or self._conn.broken:
+                    self._conn = _open(self._database_url, self._application_name)
+                return self._conn.execute(query, params)
+            except psycopg.OperationalError as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("runner lost its database connection; reconnecting", extra={"error": str(error)[:200]})
+                try:
+                    self._conn.close()
+                except psycopg.Error:
+                    pass
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     def claim(self, execution_id: uuid.UUID) -> bool:
         """pending/starting → running, atomically; False when someone else got there first."""
         now = now_utc()
-        row = self._conn.execute(
+        row = self._execute(
             "UPDATE executions SET status = %s, started_at = %s, updated_at = %s "
             "WHERE id = %s AND status = ANY(%s) RETURNING id",
             (ExecutionStatus.RUNNING.value, now, now, execution_id, list(CLAIMABLE_STATUSES)),
@@ -91,11 +130,11 @@ class RunStore:
         return row is not None
 
     def status(self, execution_id: uuid.UUID) -> str | None:
-        row = self._conn.execute("SELECT status FROM executions WHERE id = %s", (execution_id,)).fetchone()
+        row = self._execute("SELECT status FROM executions WHERE id = %s", (execution_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def load(self, execution_id: uuid.UUID) -> ExecutionRecord | None:
-        row = self._conn.execute(
+        row = self._execute(
             "WITH RECURSIVE chain(id, retry_of, dedup_key, depth) AS ("
             " SELECT id, retry_of, dedup_key, 0 FROM executions WHERE id = %s"
             " UNION ALL SELECT p.id, p.retry_of, p.dedup_key, c.depth + 1 FROM executions p"
@@ -110,7 +149,7 @@ class RunStore:
 
     def cancel_requested_by(self, execution_id: uuid.UUID) -> str | None:
         """Who asked to cancel this run (None: nobody). One primary-key read; polled by the runner."""
-        row = self._conn.execute(
+        row = self._execute(
             "SELECT cancel_requested_by, status FROM executions WHERE id = %s", (execution_id,)
         ).fetchone()
         if row is None:
@@ -122,7 +161,7 @@ class RunStore:
 
     def recorded_steps(self, execution_id: uuid.UUID) -> dict[str, RecordedStep]:
         """The reusable steps of an earlier execution, with their full (redacted) outputs."""
-        rows = self._conn.execute(
+        rows = self._execute(
             "SELECT step_id, status, COALESCE(full_output, output) FROM step_runs "
             "WHERE execution_id = %s AND status = ANY(%s)",
             (execution_id, list(REUSABLE)),
@@ -133,7 +172,7 @@ class RunStore:
         self, execution_id: uuid.UUID, step_id: str, position: int, step_type: str, output: Any, full_output: Any
     ) -> None:
         now = now_utc()
-        self._conn.execute(
+        self._execute(
             "INSERT INTO step_runs (execution_id, step_id, position, type, status, output, full_output, "
             "attempts, started_at, finished_at) VALUES (%s, %s, %s, %s, 'reused', %s, %s, 0, %s, %s)",
             (execution_id, step_id, position, step_type, _json(output), _json(full_output), now, now),
@@ -142,7 +181,7 @@ class RunStore:
     def record_failed_attempt(self, step_run_id: int, attempt: int, kind: str, error: str, retrying: bool) -> None:
         """Attempt `attempt` failed: keep its error; when the step tries again, count that attempt."""
         entry = {"attempt": attempt, "kind": kind, "error": error, "at": now_utc().isoformat()}
-        self._conn.execute(
+        self._execute(
             "UPDATE step_runs SET attempts = %s, attempt_errors = COALESCE(attempt_errors, '[]'::jsonb) || %s "
             "WHERE id = %s",
             (attempt + 1 if retrying else attempt, Jsonb([entry]), step_run_id),
@@ -150,13 +189,13 @@ class RunStore:
 
     def integrations(self, names: Iterable[str]) -> dict[str, bytes]:
         """Ciphertext by name, for the names that exist."""
-        rows = self._conn.execute(
+        rows = self._execute(
             "SELECT name, ciphertext FROM integrations WHERE name = ANY(%s)", (sorted(set(names)),)
         ).fetchall()
         return {str(name): bytes(ciphertext) for name, ciphertext in rows}
 
     def start_step(self, execution_id: uuid.UUID, step_id: str, position: int, step_type: str) -> int:
-        row = self._conn.execute(
+        row = self._execute(
             "INSERT INTO step_runs (execution_id, step_id, position, type, status, started_at) "
             "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
             (execution_id, step_id, position, step_type, StepStatus.RUNNING.value, now_utc()),
@@ -167,7 +206,7 @@ class RunStore:
     def end_step(
         self, step_run_id: int, status: str, output: Any = None, error: str | None = None, full_output: Any = None
     ) -> None:
-        self._conn.execute(
+        self._execute(
             "UPDATE step_runs SET status = %s, output = %s, error = %s, full_output = %s, finished_at = %s "
             "WHERE id = %s",
             (status, _json(output), error, _json(full_output), now_utc(), step_run_id),
@@ -179,7 +218,7 @@ class RunStore:
     ) -> None:
         """A step that never started (skipped, or failed while rendering its parameters)."""
         now = now_utc()
-        self._conn.execute(
+        self._execute(
             "INSERT INTO step_runs (execution_id, step_id, position, type, status, error, started_at, finished_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (execution_id, step_id, position, step_type, status, error, now, now),
@@ -190,15 +229,29 @@ class RunStore:
 
         The notification it causes (`failed`, `recovered`) is written in the same transaction.
         """
+        from sqlalchemy.exc import OperationalError
+
         from services.core.db.session import session_scope
         from services.core.executions import finish_execution
         from services.notify.events import execution_finished
 
-        with session_scope(self._database_url, self._application_name) as session:
-            finished = finish_execution(
-                session, execution_id, ExecutionStatus(status), error=error, output=output,
-                from_statuses=(ExecutionStatus.RUNNING.value,),
-            )
-            if finished:
-                execution_finished(session, execution_id)
-            return finished
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                with session_scope(self._database_url, self._application_name) as session:
+                    finished = finish_execution(
+                        session, execution_id, ExecutionStatus(status), error=error, output=output,
+                        from_statuses=(ExecutionStatus.RUNNING.value,),
+                    )
+                    if finished:
+                        execution_finished(session, execution_id)
+                    return finished
+            except OperationalError as failure:
+                # Nothing was committed (or it was, and the conditional update finds the run
+                # ended): trying again is safe, and losing the result is not.
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("could not record the result; retrying", extra={"error": str(failure)[:200]})
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)

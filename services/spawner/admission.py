@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -244,12 +245,10 @@ def promote(session: Session) -> list[uuid.UUID]:
     return admitted
 
 
-def stranded(session: Session, older_than_seconds: float) -> list[uuid.UUID]:
+def stranded(session: Session, older_than_seconds: float, now: datetime | None = None) -> list[uuid.UUID]:
     """Admitted runs whose Job was never recorded (a spawner died between admitting and
     launching): the caller launches them again (a launch is idempotent by Job name)."""
-    from datetime import timedelta
-
-    cutoff = now_utc() - timedelta(seconds=older_than_seconds)
+    cutoff = (now or now_utc()) - timedelta(seconds=older_than_seconds)
     return list(
         session.scalars(
             select(Execution.id).where(

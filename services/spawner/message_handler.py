@@ -184,6 +184,31 @@ class MessageHandler:
         self.metrics.admitted.inc()
         return True
 
+    def relaunch(self, execution_id: uuid.UUID) -> bool:
+        """Launch a `starting` run again from its record: its Job (or local process) is gone
+        although the spawner recorded it, e.g. a local launcher held it in memory waiting for a
+        slot when its spawner died (issue 15). The Job name is deterministic and the runner's
+        claim lets only one runner run it, so a relaunch can never run the steps twice.
+        False when the run is no longer `starting` or the launch failed (tried again later)."""
+        with self.session_maker() as session:
+            execution = get_execution(session, execution_id)
+            if execution is None or execution.status != ExecutionStatus.STARTING:
+                return False
+            workflow = execution.workflow
+            session.expunge_all()
+        try:
+            created = self._launch(execution, workflow)
+        except LaunchError as error:
+            log.warning(
+                "could not relaunch a run whose runner Job is gone; will retry",
+                extra={"execution_id": str(execution_id), "error": str(error)},
+            )
+            return False
+        if created:
+            self.metrics.relaunched.inc()
+            log.info("runner Job relaunched from the execution record", extra={"execution_id": str(execution_id)})
+        return created
+
     def _launch(self, execution: Execution, workflow: Workflow) -> bool:
         """Create the run's Job, record it (`starting`, job name), and delete it again if the run
         was cancelled meanwhile. True when the Job was created now. Raises LaunchError."""

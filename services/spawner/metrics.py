@@ -41,6 +41,11 @@ class SpawnerMetrics:
             "Executions held back as queued by a concurrency limit, a pool or a buffering overlap",
             registry=self.registry,
         )
+        self.relaunched = Counter(
+            "spawner_jobs_relaunched",
+            "Runner Jobs launched again for starting executions whose Job or process was gone",
+            registry=self.registry,
+        )
         self.admitted = Counter(
             "spawner_executions_admitted", "Queued executions given a slot and launched", registry=self.registry
         )

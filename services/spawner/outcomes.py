@@ -55,6 +55,10 @@ class JobOutcome:
     state: JobState
     reason: str | None = None
     stuck: bool = False
+    #: The runner process was killed by a signal nobody on the platform sent on purpose (not a
+    #: deadline, not a delete): before its claim that is a platform fault, and the run is
+    #: launched again instead of failed.
+    killed: bool = False
 
     @property
     def finished(self) -> bool:

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from sqlalchemy import select
@@ -51,12 +51,15 @@ class RunControl:
         handler: MessageHandler,
         launcher: Launcher,
         sweep_seconds: float = 30.0,
+        clock: Callable[[], datetime] = now_utc,
     ) -> None:
+        """`clock` is injectable (tests, the chaos suite) like the reconciler's."""
         self.database_url = database_url
         self.session_maker = session_maker
         self.handler = handler
         self.launcher = launcher
         self.sweep_seconds = sweep_seconds
+        self.clock = clock
 
     # -- reactions ----------------------------------------------------------------------------
 
@@ -86,9 +89,10 @@ class RunControl:
     def sweep(self) -> None:
         """What notifications would have caused, for the ones nobody heard."""
         self.admit()
-        cutoff = now_utc() - RECENT_CANCEL
+        now = self.clock()
+        cutoff = now - RECENT_CANCEL
         with self.session_maker() as session:
-            stranded = admission.stranded(session, STRANDED_SECONDS)
+            stranded = admission.stranded(session, STRANDED_SECONDS, now)
             to_stop = list(
                 session.scalars(
                     select(Execution.id).where(

@@ -141,6 +141,7 @@ def build_spawner(
         launcher,
         start_timeout=timedelta(seconds=config.start_timeout_seconds),
         on_reconciled=lambda status: metrics.reconciled.labels(status=status).inc(),
+        relaunch=handler.relaunch,
     )
     # Alive while one iteration (a long poll plus a little) completes; generous against GC
     # pauses and slow API calls, strict enough to catch a wedged loop.

@@ -109,6 +109,7 @@ class LocalLauncher:
             runs_dir.mkdir(parents=True, exist_ok=True)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        self._adopt_live_runs()
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="local-launcher", daemon=True)
         self._monitor.start()
@@ -144,6 +145,9 @@ class LocalLauncher:
             run = self._runs.get(job_name)
             if run is None or run.deleted:
                 return
+            if run.outcome is not None and run.process is not None:
+                del self._runs[job_name]  # a finished Job deleted is gone, and may be created again
+                return
             run.deleted = True
             if run.process is None:
                 run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, "Job deleted")
@@ -163,7 +167,15 @@ class LocalLauncher:
             return run is not None and run.outcome is not None
 
     def close(self) -> None:
-        """Stop watching. Runs in progress keep going and record their own results."""
+        """Stop watching. Runs in progress keep going and record their own results; runs still
+        waiting for a slot are not started here (they would outlive their spawner's limit):
+        their executions stay `starting` and the next spawner's reconciler launches them again
+        from their records (services.spawner.reconciler)."""
+        with self._lock:
+            waiting = [run.name for run in self._runs.values() if run.process is None and run.adopted_pid is None
+                       and run.outcome is None]
+        if waiting:
+            log.info("runs waiting for a slot are left to the next spawner", extra={"job_names": waiting})
         self._stop.set()
         self._monitor.join(timeout=2)
 
@@ -179,6 +191,24 @@ class LocalLauncher:
         return False
 
     # -- bookkeeping --------------------------------------------------------------------------
+
+    def _adopt_live_runs(self) -> None:
+        """Watch every runner a predecessor started that is still alive (its pid file in the
+        runs folder), so the reconciler sees its Job and never fails a run still working. Before
+        issue 15 a predecessor's runner was adopted only when its message came back."""
+        if self.runs_dir is None:
+            return
+        for pid_file in sorted(self.runs_dir.glob("*.pid")):
+            name = pid_file.name[: -len(".pid")]
+            pid = self._live_runner_pid(name)
+            if pid is None:
+                pid_file.unlink(missing_ok=True)  # its runner ended; the record says how
+                continue
+            self._runs[name] = _Run(
+                name=name, execution_id=execution_id_of(name), env={}, deadline_seconds=None,
+                started=time.monotonic(), adopted_pid=pid,
+            )
+            log.info("adopted a live runner started before a restart", extra={"job_name": name, "pid": pid})
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -270,7 +300,7 @@ class LocalLauncher:
                 reason = f"runner killed by signal {signal.Signals(-code).name}"
             except ValueError:  # real-time signals have no name
                 reason = f"runner killed by signal {-code}"
-            run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
+            run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason, killed=True)
         else:
             reason = f"runner exited with code {code}"
             run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
