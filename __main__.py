@@ -109,6 +109,7 @@ Dispatcher(
         database_secret_name=platform_secrets.database_secret_name,
         encryption_key_secret_name=platform_secrets.encryption_key_secret_name,
         aws_access=access.dispatcher,
+        parallelism=stack.dispatcher_parallelism,
     ),
     in_cluster,
 )

@@ -9,9 +9,10 @@ feature hooks to announce `missed` fire times (entries with decision `dropped`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -57,6 +58,20 @@ def record_fire_times(session: Session, entries: Sequence[FireTimeEntry], decide
     # Multi-row INSERTs: one round trip per chunk (a tick records a row per fire time).
     for start in range(0, len(rows), INSERT_CHUNK_ROWS):
         session.execute(insert(FireTime.__table__).values(rows[start : start + INSERT_CHUNK_ROWS]))
+
+
+COPY_COLUMNS = "schedule_id, fire_time, decision, reason, trigger, dedup_key, decided_at"
+
+
+def copy_fire_times(cursor: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Append many entries with one COPY (the dispatcher's bulk path), in the cursor's transaction.
+
+    `cursor` is a psycopg cursor on the session's connection; each row is (schedule_id,
+    fire_time, decision, reason, trigger, dedup_key, decided_at), plain values (ids may be text).
+    """
+    with cursor.copy(f"COPY fire_times ({COPY_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def record_fire_time(
