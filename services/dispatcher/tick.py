@@ -16,7 +16,9 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +46,9 @@ DEFAULT_BATCH_SIZE = 2000
 # older than the catch-up window (`outside_window`) only from LEDGER_LOOKBACK before it.
 LEDGER_LOOKBACK = timedelta(days=7)
 MAX_LEDGER_DROPS = 1000
+# Batches being committed (each on its own connection) while the next one is planned and sent;
+# more did not help on a 2-core machine, where Postgres is the bottleneck.
+COMMIT_THREADS = 1
 
 SENT = FireDecision.SENT.value
 DROPPED = FireDecision.DROPPED.value
@@ -56,7 +61,7 @@ SCHEDULE_TRIGGER = Trigger.SCHEDULE.value
 _CLAIM = """
 SELECT id::text, workflow_id::text, cron, timezone, interval_seconds, anchor_at, run_at, start_at, end_at,
        next_run_at, catchup, catchup_window_seconds, jitter_seconds,
-       NULLIF(input, '{}'::jsonb), NULLIF(notify, '{}'::jsonb)
+       NULLIF(input, '{}'::jsonb), NULLIF(notify, '{}'::jsonb), ctid::text
 FROM schedules
 WHERE enabled AND next_run_at <= %(now)s AND last_dispatched_at IS DISTINCT FROM %(now)s
 ORDER BY next_run_at
@@ -64,14 +69,17 @@ LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 """
 
-# Every advance of a batch in one statement.
+# Every advance of a batch in one statement. The rows are found by their physical address (a
+# TID scan; the claim's row locks keep it stable until commit): joined on `v.id` alone Postgres
+# hashes the whole table for each batch, which is quadratic in the fleet's size. Arrays are
+# passed as array literals (text), built once per batch.
 _ADVANCE = """
 UPDATE schedules AS s
 SET next_run_at = v.next_run_at,
     last_dispatched_at = %(now)s,
     completed_at = CASE WHEN v.next_run_at IS NULL THEN %(now)s ELSE s.completed_at END
 FROM unnest(%(ids)s::uuid[], %(next)s::timestamptz[]) AS v(id, next_run_at)
-WHERE s.id = v.id
+WHERE s.id = v.id AND s.ctid = ANY(%(ctids)s::tid[])
 """
 
 # The parts of workflow definitions notification rules read.
@@ -129,10 +137,13 @@ GroupKey = tuple[
 class GroupPlan:
     """One tick's decision for every schedule of a group."""
 
-    sends: tuple[tuple[datetime, str], ...]  # each fire time to send, with its canonical UTC text
-    drops: tuple[tuple[datetime, str], ...]  # each fire time the ledger records as dropped, with the reason
+    # Each fire time to send: the instant, its text in messages (`utc_iso`), its exact text.
+    sends: tuple[tuple[datetime, str, str], ...]
+    # Each fire time the ledger records as dropped: the instant, its exact text, the reason.
+    drops: tuple[tuple[datetime, str, str], ...]
     missed: int  # dropped fire times the summary counts (those in the window the plan dropped)
     resume: datetime | None  # the new next_run_at; None when no fire time is left
+    resume_text: str  # `resume` in an array literal ('NULL' for None)
 
 
 def timing_of(key: GroupKey) -> timing.Timing:
@@ -156,10 +167,11 @@ def plan_group(key: GroupKey, now: datetime) -> GroupPlan:
     drops = [(t, FireReason.OUTSIDE_WINDOW.value) for t in expired] + [(t, r.value) for t, r in plan.drops]
     resume = plan.resume_from or timing.next_fire_time(spec, now)
     return GroupPlan(
-        sends=tuple((t, utc_iso(t)) for t in plan.to_send),
-        drops=tuple(drops[-MAX_LEDGER_DROPS:]),
+        sends=tuple((t, utc_iso(t), t.isoformat()) for t in plan.to_send),
+        drops=tuple((t, t.isoformat(), reason) for t, reason in drops[-MAX_LEDGER_DROPS:]),
         missed=len(plan.drops),
         resume=resume,
+        resume_text="NULL" if resume is None else resume.isoformat(),
     )
 
 
@@ -223,6 +235,14 @@ def _notify(
 # --- one batch -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """What a sent batch writes before its commit: the advances and the ledger rows."""
+
+    advance: dict[str, Any]
+    ledger: list[str]
+
+
 def _driver_cursor(session: Session) -> Any:
     """A psycopg cursor on the session's connection, inside its transaction."""
     return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -237,12 +257,13 @@ def _process_batch(
     plans: dict[GroupKey, GroupPlan],
     rules: _NotifyRules,
     summary: TickSummary,
-) -> None:
+) -> _Writes:
+    """Plan, notify and send one claimed batch; returns what its commit must write."""
     rules.load(cursor, {row[1] for row in rows})
+    decided = now.isoformat()
     outgoing: list[OutgoingMessage] = []
-    ledger: list[tuple[Any, ...]] = []
-    ids: list[str] = []
-    resumes: list[datetime | None] = []
+    ledger: list[str] = []  # rows in COPY text format (services.core.ledger.copy_fire_times)
+    resumes: list[str] = []
     notify_dropped: list[tuple[str, datetime, str]] = []
     notify_sent: list[tuple[str, datetime]] = []
     for row in rows:
@@ -253,26 +274,44 @@ def _process_batch(
             plan = plans[key] = plan_group(key, now)
         summary.fire_times_dropped += plan.missed
         wants_missed, wants_late = rules.wants(workflow_id, notify)
-        for fire_time, reason in plan.drops:
-            ledger.append((schedule_id, fire_time, DROPPED, reason, None, None, now))
+        for fire_time, fire_exact, reason in plan.drops:
+            ledger.append(f"{schedule_id}\t{fire_exact}\t{DROPPED}\t{reason}\t\\N\t\\N\t{decided}\n")
             if wants_missed:
                 notify_dropped.append((schedule_id, fire_time, reason))
         if plan.sends:
             input_json = json.dumps(payload, separators=(",", ":"), sort_keys=True) if payload else "{}"
-            for fire_time, fire_text in plan.sends:
+            for fire_time, fire_text, fire_exact in plan.sends:
                 dedup_key = f"schedule:{schedule_id}:{fire_text}"
                 body = scheduled_run_body(dedup_key, schedule_id, workflow_id, fire_text, input_json)
-                delay = jitter_delay(schedule_id, fire_time, jitter) if jitter else 0
-                outgoing.append(OutgoingMessage(body, delay))
-                ledger.append((schedule_id, fire_time, SENT, None, SCHEDULE_TRIGGER, dedup_key, now))
+                outgoing.append(OutgoingMessage(body, jitter_delay(schedule_id, fire_time, jitter) if jitter else 0))
+                ledger.append(f"{schedule_id}\t{fire_exact}\t{SENT}\t\\N\t{SCHEDULE_TRIGGER}\t{dedup_key}\t{decided}\n")
                 if wants_late:
                     notify_sent.append((schedule_id, fire_time))
-        ids.append(schedule_id)
-        resumes.append(plan.resume)
+        resumes.append(plan.resume_text)
     _notify(session, notify_dropped, notify_sent)
     summary.messages_sent += queue.send_batch(outgoing) if outgoing else 0
-    cursor.execute(_ADVANCE, {"now": now, "ids": ids, "next": resumes})
-    copy_fire_times(cursor, ledger)
+    advance = {
+        "now": now,
+        "ids": "{" + ",".join(row[0] for row in rows) + "}",
+        "next": "{" + ",".join(resumes) + "}",
+        "ctids": "{" + ",".join(f'"{row[15]}"' for row in rows) + "}",
+    }
+    return _Writes(advance, ledger)
+
+
+def _commit_batch(session: Session, cursor: Any, writes: _Writes, after_send: Callable[[], None] | None) -> None:
+    """Advance the batch's schedules, append its ledger rows, commit; the session is closed after.
+
+    Runs on the tick's writer thread while the next batch is claimed and planned.
+    """
+    try:
+        cursor.execute(_ADVANCE, writes.advance)
+        copy_fire_times(cursor, writes.ledger)
+        if after_send is not None:
+            after_send()
+        session.commit()
+    finally:
+        session.close()  # rolls back what was not committed
 
 
 def _prune_ledger(session_maker: sessionmaker[Session], now: datetime, summary: TickSummary) -> None:
@@ -354,17 +393,32 @@ def tick(
     summary = TickSummary()
     plans: dict[GroupKey, GroupPlan] = {}  # kept across batches: a fleet's groups recur in each
     rules = _NotifyRules()
-    for _ in range(1_000_000):
-        with session_maker() as session, session.begin():
-            cursor = _driver_cursor(session)
-            cursor.execute(_CLAIM, {"now": current, "limit": batch_size})
-            rows = cursor.fetchall()
-            if not rows:
-                break
-            summary.schedules_claimed += len(rows)
-            _process_batch(session, cursor, queue, current, rows, plans, rules, summary)
-            if after_send is not None:
-                after_send()
+    # Two batches in flight: while the writer thread advances, records and commits batch k, this
+    # thread claims (its SKIP LOCKED passes over batch k's locked rows), plans and sends batch
+    # k+1 on a second connection. Each batch is still sent before it is committed, and a failed
+    # commit stops the tick like a crash would (its messages are re-sent by the next tick).
+    with ThreadPoolExecutor(max_workers=COMMIT_THREADS, thread_name_prefix="dispatch-commit") as writer:
+        pending: deque[Future[None]] = deque()  # the batches being committed, oldest first
+        for _ in range(1_000_000):
+            session = session_maker()
+            try:
+                session.begin()
+                cursor = _driver_cursor(session)
+                cursor.execute(_CLAIM, {"now": current, "limit": batch_size})
+                rows = cursor.fetchall()
+                if not rows:
+                    session.close()
+                    break
+                summary.schedules_claimed += len(rows)
+                writes = _process_batch(session, cursor, queue, current, rows, plans, rules, summary)
+                while len(pending) >= COMMIT_THREADS:
+                    pending.popleft().result()  # an earlier batch is committed (or its error is raised)
+            except BaseException:
+                session.close()  # sent, never committed: as after a crash
+                raise
+            pending.append(writer.submit(_commit_batch, session, cursor, writes, after_send))
+        while pending:
+            pending.popleft().result()
     _enqueue_due_retries(session_maker, queue, current, batch_size, summary)
     _check_deadlines(session_maker, current, summary)
     if sender is not None:
