@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import random
 import sys
 import time
@@ -169,8 +170,7 @@ def measure_apscheduler(url: str, pairs: list[tuple[str, str]]) -> tuple[float, 
     try:
         from apscheduler.executors.base import BaseExecutor
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-        from apscheduler.schedulers.background import BackgroundScheduler
-        from apscheduler.schedulers.base import STATE_RUNNING
+        from apscheduler.schedulers.base import BaseScheduler
         from apscheduler.triggers.cron import CronTrigger
     except ImportError:
         print("apscheduler: not installed (make install); skipped", flush=True)
@@ -182,18 +182,27 @@ def measure_apscheduler(url: str, pairs: list[tuple[str, str]]) -> tuple[float, 
         def _do_submit_job(self, job, run_times) -> None:  # type: ignore[no-untyped-def]
             submitted[0] += 1
 
+    class ManualScheduler(BaseScheduler):  # type: ignore[misc]
+        """A scheduler without a thread of its own: `_process_jobs` runs when called, once."""
+
+        def wakeup(self) -> None:
+            pass
+
+        def shutdown(self, wait: bool = True) -> None:
+            super().shutdown(wait)
+
     store = SQLAlchemyJobStore(url=sqlalchemy_url(url), tablename="apscheduler_jobs")
-    scheduler = BackgroundScheduler(
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    scheduler = ManualScheduler(
         jobstores={"default": store}, executors={"default": CountingExecutor()}, timezone="UTC",
         job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
     )
-    scheduler.start(paused=True)
+    scheduler.start()
     try:
         due = datetime.now(UTC) - timedelta(seconds=1)
         for index, (expression, zone) in enumerate(pairs):
             trigger = CronTrigger.from_crontab(expression, timezone=ZoneInfo(zone))
             scheduler.add_job(f"{__name__}:noop", trigger, id=f"s{index}", next_run_time=due)
-        scheduler.state = STATE_RUNNING  # process in this thread, as its loop would
         started = time.perf_counter()
         scheduler._process_jobs()
         elapsed = time.perf_counter() - started
@@ -238,12 +247,14 @@ def main() -> int:
         floor_seconds, floor_claimed = measure_floor(url)
         reset(url)
         seconds, cpu, claimed, sent = measure_tick(url)
-        if claimed != args.schedules or sent != args.schedules:
+        # Every schedule is claimed; in `few` mode some pairs (`9-17 * * mon-fri` in Tokyo) have no
+        # fire time at that minute, so they advance without a message.
+        if claimed != args.schedules or (args.pairs == "diverse" and sent != args.schedules):
             print(f"error: the tick claimed {claimed} and sent {sent} of {args.schedules}", flush=True)
             return 1
         rate, floor_rate = claimed / seconds, floor_claimed / floor_seconds
-        print(f"tick():        {seconds:6.2f} s  {rate:9,.0f} schedules/s  ({cpu:.2f} s CPU in the dispatcher "
-              "process; the rest is Postgres)", flush=True)
+        print(f"tick():        {seconds:6.2f} s  {rate:9,.0f} schedules/s, {sent} messages  ({cpu:.2f} s CPU in "
+              "the dispatcher process; the rest is Postgres)", flush=True)
         print(f"raw-SQL floor: {floor_seconds:6.2f} s  {floor_rate:9,.0f} schedules/s  "
               f"(tick / floor = {seconds / floor_seconds:.2f}x, target <= {TARGET_FLOOR_RATIO}x)", flush=True)
         ok = seconds / floor_seconds <= TARGET_FLOOR_RATIO

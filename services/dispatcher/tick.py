@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select, update
@@ -167,12 +168,24 @@ def plan_group(key: GroupKey, now: datetime) -> GroupPlan:
     drops = [(t, FireReason.OUTSIDE_WINDOW.value) for t in expired] + [(t, r.value) for t, r in plan.drops]
     resume = plan.resume_from or timing.next_fire_time(spec, now)
     return GroupPlan(
-        sends=tuple((t, utc_iso(t), t.isoformat()) for t in plan.to_send),
-        drops=tuple((t, t.isoformat(), reason) for t, reason in drops[-MAX_LEDGER_DROPS:]),
+        sends=tuple((t, _message_text(t), _exact_text(t)) for t in plan.to_send),
+        drops=tuple((t, _exact_text(t), reason) for t, reason in drops[-MAX_LEDGER_DROPS:]),
         missed=len(plan.drops),
         resume=resume,
-        resume_text="NULL" if resume is None else resume.isoformat(),
+        resume_text="NULL" if resume is None else _exact_text(resume),
     )
+
+
+# Most groups of a tick share their fire times (the top of the hour) and many their resume times:
+# format each instant once per process.
+@lru_cache(maxsize=4096)
+def _message_text(instant: datetime) -> str:
+    return utc_iso(instant)
+
+
+@lru_cache(maxsize=4096)
+def _exact_text(instant: datetime) -> str:
+    return instant.isoformat()
 
 
 # --- notification hooks ----------------------------------------------------------------------
