@@ -47,9 +47,6 @@ DEFAULT_BATCH_SIZE = 2000
 # older than the catch-up window (`outside_window`) only from LEDGER_LOOKBACK before it.
 LEDGER_LOOKBACK = timedelta(days=7)
 MAX_LEDGER_DROPS = 1000
-# Batches being committed (each on its own connection) while the next one is planned and sent;
-# more did not help on a 2-core machine, where Postgres is the bottleneck.
-COMMIT_THREADS = 1
 
 SENT = FireDecision.SENT.value
 DROPPED = FireDecision.DROPPED.value
@@ -250,8 +247,9 @@ def _notify(
 
 @dataclass(frozen=True, slots=True)
 class _Writes:
-    """What a sent batch writes before its commit: the advances and the ledger rows."""
+    """A planned batch: the messages to send, then the advances and ledger rows to commit."""
 
+    outgoing: list[OutgoingMessage]
     advance: dict[str, Any]
     ledger: list[str]
 
@@ -264,14 +262,13 @@ def _driver_cursor(session: Session) -> Any:
 def _process_batch(
     session: Session,
     cursor: Any,
-    queue: Queue,
     now: datetime,
     rows: Sequence[tuple[Any, ...]],
     plans: dict[GroupKey, GroupPlan],
     rules: _NotifyRules,
     summary: TickSummary,
 ) -> _Writes:
-    """Plan, notify and send one claimed batch; returns what its commit must write."""
+    """Plan one claimed batch and run its notification hooks; returns what to send and write."""
     rules.load(cursor, {row[1] for row in rows})
     decided = now.isoformat()
     outgoing: list[OutgoingMessage] = []
@@ -302,14 +299,13 @@ def _process_batch(
                     notify_sent.append((schedule_id, fire_time))
         resumes.append(plan.resume_text)
     _notify(session, notify_dropped, notify_sent)
-    summary.messages_sent += queue.send_batch(outgoing) if outgoing else 0
     advance = {
         "now": now,
         "ids": "{" + ",".join(row[0] for row in rows) + "}",
         "next": "{" + ",".join(resumes) + "}",
         "ctids": "{" + ",".join(f'"{row[15]}"' for row in rows) + "}",
     }
-    return _Writes(advance, ledger)
+    return _Writes(outgoing, advance, ledger)
 
 
 def _commit_batch(session: Session, cursor: Any, writes: _Writes, after_send: Callable[[], None] | None) -> None:
@@ -407,10 +403,11 @@ def tick(
     plans: dict[GroupKey, GroupPlan] = {}  # kept across batches: a fleet's groups recur in each
     rules = _NotifyRules()
     # Two batches in flight: while the writer thread advances, records and commits batch k, this
-    # thread claims (its SKIP LOCKED passes over batch k's locked rows), plans and sends batch
-    # k+1 on a second connection. Each batch is still sent before it is committed, and a failed
-    # commit stops the tick like a crash would (its messages are re-sent by the next tick).
-    with ThreadPoolExecutor(max_workers=COMMIT_THREADS, thread_name_prefix="dispatch-commit") as writer:
+    # thread claims (its SKIP LOCKED passes over batch k's locked rows) and plans batch k+1 on a
+    # second connection, then sends it once batch k is committed. Each batch is sent before it
+    # is committed, and a failed commit stops the tick like a crash would (its messages are
+    # re-sent by the next tick).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatch-commit") as writer:
         pending: deque[Future[None]] = deque()  # the batches being committed, oldest first
         for _ in range(1_000_000):
             session = session_maker()
@@ -423,11 +420,15 @@ def tick(
                     session.close()
                     break
                 summary.schedules_claimed += len(rows)
-                writes = _process_batch(session, cursor, queue, current, rows, plans, rules, summary)
-                while len(pending) >= COMMIT_THREADS:
+                writes = _process_batch(session, cursor, current, rows, plans, rules, summary)
+                # Send only once the batches before are committed: a failed one released its rows,
+                # which this claim may then hold again, and they must not be sent twice by one tick.
+                while pending:
                     pending.popleft().result()  # an earlier batch is committed (or its error is raised)
+                if writes.outgoing:
+                    summary.messages_sent += queue.send_batch(writes.outgoing)
             except BaseException:
-                session.close()  # sent, never committed: as after a crash
+                session.close()  # never committed (maybe sent): as after a crash
                 raise
             pending.append(writer.submit(_commit_batch, session, cursor, writes, after_send))
         while pending:
