@@ -126,3 +126,25 @@ def test_many_batches_send_each_due_schedule_once_with_its_ledger_row_and_advanc
     assert again.messages_sent == 0
     with session_factory(db)() as session:
         assert session.scalar(select(func.count()).select_from(FireTime)) == len(due)
+
+
+class CommitFailed(Exception):
+    pass
+
+
+def test_a_failed_commit_stops_the_tick_before_another_batch_is_sent(db) -> None:
+    ids = make_fleet(db, utc(2026, 11, 30, 9, 59, 30))
+    queue = RecordingQueue()
+
+    def fail() -> None:
+        raise CommitFailed
+
+    with pytest.raises(CommitFailed):
+        tick(session_factory(db), queue, now=utc(2026, 11, 30, 10, 0, 5), batch_size=1, after_send=fail)
+    # Only the first batch went out; the next batch (maybe the same rows, released by the
+    # rollback) was claimed while it committed but is never sent.
+    assert len(queue.sent) == 1
+    with session_factory(db)() as session:
+        assert session.scalar(select(func.count()).select_from(FireTime)) == 0
+        advanced = session.scalar(select(func.count()).select_from(Schedule).where(Schedule.last_dispatched_at.is_not(None)))
+        assert advanced == 0 and len(ids) == 60
