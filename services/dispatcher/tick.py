@@ -3,7 +3,8 @@
 Set-based: claims due schedules in large batches with `FOR UPDATE SKIP LOCKED`, reading only
 the columns the tick needs; plans each distinct (timing, next_run_at, catch-up) group once;
 sends one message per fire time; then writes every advance in one `UPDATE … FROM unnest(…)`,
-the batch's ledger rows with one COPY, and commits. Send-then-commit: a crash between the two
+the batch's ledger rows with one COPY, and commits (on a second connection, while the next batch
+is claimed and planned; it is sent only after that commit). Send-then-commit: a crash between the two
 re-sends the same messages on the next tick and the dedup keys absorb them. A concurrent tick
 (another pod of the same Job, or an overlapping run) skips the rows this one holds, so no fire
 time is sent twice by two ticks at once. Also enqueues due retries and prunes ledger entries
