@@ -110,6 +110,7 @@ Dispatcher(
         encryption_key_secret_name=platform_secrets.encryption_key_secret_name,
         aws_access=access.dispatcher,
         console_url=stack.console.url,
+        parallelism=stack.dispatcher_parallelism,
     ),
     in_cluster,
 )

@@ -161,10 +161,16 @@ class StackConfig:
     queue: QueueConfig
     images: ImageConfig
     spawner_replicas: int
+    #: Pods of each dispatcher tick's Job; they share the due schedules (SKIP LOCKED).
+    dispatcher_parallelism: int
     runner_resources: ResourceSpec
     database_url: pulumi.Output[str]
     integration_encryption_key: pulumi.Output[str]
     console: ConsoleConfig
+
+
+#: More dispatcher pods than this only add lock contention and database connections.
+MAX_DISPATCHER_PARALLELISM = 16
 
 
 def _optional(config: pulumi.Config, key: str) -> str | None:
@@ -309,6 +315,7 @@ def load() -> StackConfig:
         queue=_load_queue(config, stack),
         images=_load_images(config, aws.mode),
         spawner_replicas=_int_in_range(config, "spawnerReplicas", 1, 0, 50),
+        dispatcher_parallelism=_int_in_range(config, "dispatcherParallelism", 1, 1, MAX_DISPATCHER_PARALLELISM),
         runner_resources=ResourceSpec(
             cpu_request=config.get("runnerCpuRequest", "100m"),
             memory_request=config.get("runnerMemoryRequest", "128Mi"),

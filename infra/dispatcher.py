@@ -1,6 +1,8 @@
 """The dispatcher: a CronJob that runs one `wfctl dispatch` tick every minute.
 
 Each tick finds due schedules in Postgres and sends one message per fire time to SQS (docs/architecture.md).
+Its Job runs `parallelism` pods (stack config `dispatcherParallelism`) that share one tick's
+due schedules: each claims batches with `FOR UPDATE SKIP LOCKED`, so none is sent twice.
 `concurrencyPolicy: Forbid` keeps ticks from overlapping; a tick that was skipped is not lost,
 because the next one sees the missed fire times and applies the schedule's catch-up rule.
 """
@@ -38,6 +40,9 @@ class DispatcherArgs:
     aws_access: AwsAccess
     #: The console's address, for the links in notifications (None: messages carry no link).
     console_url: str | None = None
+    #: Pods each tick's Job runs at once. Each runs the whole tick; `FOR UPDATE SKIP LOCKED`
+    #: makes them split the due schedules instead of repeating them (docs/deploy.md).
+    parallelism: int = 1
     resources: ResourceSpec = field(
         default_factory=lambda: ResourceSpec(
             cpu_request="50m", memory_request="128Mi", cpu_limit="500m", memory_limit="256Mi"
@@ -110,6 +115,9 @@ class Dispatcher(pulumi.ComponentResource):
                     spec=k8s.batch.v1.JobSpecArgs(
                         # The next tick is the retry; a second pod in the same minute is not.
                         backoff_limit=0,
+                        # N pods share one tick's work; the Job is done when they all are.
+                        parallelism=args.parallelism,
+                        completions=args.parallelism,
                         active_deadline_seconds=ACTIVE_DEADLINE_SECONDS,
                         template=k8s.core.v1.PodTemplateSpecArgs(
                             metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),

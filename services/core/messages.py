@@ -87,6 +87,23 @@ class RunMessage:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
 
+_SCHEDULED_BODY = (
+    '{"attempt":1,"dedup_key":"%s","input":%s,"retry_of":null,"schedule_id":"%s","scheduled_for":"%s",'
+    '"trigger":"' + Trigger.SCHEDULE.value + '","version":' + str(MESSAGE_VERSION) + ',"workflow_id":"%s"}'
+)
+
+
+def scheduled_run_body(dedup_key: str, schedule_id: str, workflow_id: str, scheduled_for: str, input_json: str) -> str:
+    """`RunMessage(trigger=schedule, …).to_json()`, byte for byte, from ready-made text parts.
+
+    The dispatcher builds up to a message per due schedule per tick; formatting one string is
+    several times cheaper than a dataclass, a dict and `json.dumps`. `input_json` is the input
+    serialised as `to_json` does (compact, sorted keys); the other parts need no escaping
+    (UUIDs, `utc_iso` times, and dedup keys made of them).
+    """
+    return _SCHEDULED_BODY % (dedup_key, input_json, schedule_id, scheduled_for, workflow_id)
+
+
 def _uuid(body: dict[str, Any], key: str, required: bool) -> uuid.UUID | None:
     value = body.get(key)
     if value is None:

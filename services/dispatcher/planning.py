@@ -73,7 +73,7 @@ def plan_fire_times(
     return Plan(tuple(on_time), expired + tuple((t, reason) for t in missed), resume_from=None)
 
 
-def jitter_delay(schedule_id: uuid.UUID, fire_time: datetime, jitter_seconds: int) -> int:
+def jitter_delay(schedule_id: uuid.UUID | str, fire_time: datetime, jitter_seconds: int) -> int:
     """A deterministic delay in [0, jitter_seconds] for one fire time of one schedule.
 
     Deterministic so a re-sent message (after a crash) is delayed the same, and spread by a hash

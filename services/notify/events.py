@@ -5,7 +5,8 @@ The hooks the services call (each one function call, each safe to call twice):
 * `execution_finished` — after a terminal status is written (runner, reconciler, spawner):
   `failed` when no attempt follows, `recovered` on the first success after a final failure.
 * `fire_time_dropped` — the dispatcher drops a fire time: `missed`.
-* `fire_time_sent` — the dispatcher sends a fire time: arms its `late_after` deadline.
+* `fire_time_sent` (`fire_times_sent` for a batch) — the dispatcher sends a fire time: arms its
+  `late_after` deadline.
 * `dead_lettered` — the spawner parks a message in the DLQ.
 * `detect_late`, `detect_long_running` — the dispatcher tick checks the deadlines.
 
@@ -18,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -43,6 +45,7 @@ FINAL_FAILURES = (ExecutionStatus.FAILED.value, ExecutionStatus.TIMED_OUT.value)
 # A fire time whose run ended like this is not late: it succeeded, or a person/policy chose.
 NOT_LATE = (ExecutionStatus.SUCCEEDED.value, ExecutionStatus.SKIPPED.value, ExecutionStatus.CANCELLED.value)
 DETECT_BATCH = 500
+SENT_CHUNK_ROWS = 5000  # 3 parameters a row, under PostgreSQL's 65535
 
 
 def _rules(workflow: Workflow | None, schedule: Schedule | None) -> Rules:
@@ -180,6 +183,35 @@ def fire_time_sent(session: Session, schedule: Schedule, fire_time: datetime) ->
         return session.execute(statement).rowcount or 0
 
     return guarded(session, f"fire_time_sent {schedule.id} {fire_time}", write)
+
+
+def fire_times_sent(session: Session, sent: Sequence[tuple[Schedule, datetime]]) -> int:
+    """`fire_time_sent` for a dispatcher batch: the deadlines in one INSERT, in one savepoint."""
+    values: list[dict[str, Any]] = []
+    late_after: dict[uuid.UUID, timedelta | None] = {}
+    for schedule, fire_time in sent:
+        if schedule.id not in late_after:
+            rules = _schedule_rules(schedule)
+            applies = rules is not None and rules.late_after is not None and rules.channels_for(NotificationEvent.LATE)
+            late_after[schedule.id] = rules.late_after if applies and rules is not None else None
+        deadline = late_after[schedule.id]
+        if deadline is not None:
+            values.append({"schedule_id": schedule.id, "fire_time": fire_time, "due_at": fire_time + deadline})
+    if not values:
+        return 0
+
+    def write() -> int:
+        written = 0
+        for start in range(0, len(values), SENT_CHUNK_ROWS):
+            statement = (
+                insert(LateDeadline)
+                .values(values[start : start + SENT_CHUNK_ROWS])
+                .on_conflict_do_nothing(index_elements=[LateDeadline.schedule_id, LateDeadline.fire_time])
+            )
+            written += session.execute(statement).rowcount or 0
+        return written
+
+    return guarded(session, f"fire_times_sent ({len(values)} fire times)", write)
 
 
 def _detect_late(session: Session, now: datetime) -> int:

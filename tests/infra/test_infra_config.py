@@ -98,7 +98,7 @@ def test_code_defaults_match_project_file_defaults() -> None:
     }
     from_code = load_stack_config(minimal)
     from_project = load_stack_config({**project_defaults(), **minimal})
-    for field in ("namespace", "kube_context", "queue", "spawner_replicas", "runner_resources"):
+    for field in ("namespace", "kube_context", "queue", "spawner_replicas", "dispatcher_parallelism", "runner_resources"):
         assert getattr(from_code, field) == getattr(from_project, field), field
     assert from_code.images == from_project.images
     assert from_code.aws.region == from_project.aws.region

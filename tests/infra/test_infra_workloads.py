@@ -67,6 +67,29 @@ def test_dispatcher_container(any_run: ProgramRun, cron_job: dict[str, Any]) -> 
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_dispatcher_job_runs_one_pod_by_default(local_run: ProgramRun) -> None:
+    job_spec = local_run.one(CRON_JOB).props["spec"]["jobTemplate"]["spec"]
+    assert job_spec["parallelism"] == 1
+    assert job_spec["completions"] == 1
+
+
+def test_dispatcher_parallelism_comes_from_config() -> None:
+    run = run_program(stack_config(LOCAL_STACK_FILE, dispatcherParallelism="4"))
+    job_spec = run.one(CRON_JOB).props["spec"]["jobTemplate"]["spec"]
+    # Four pods run the same tick at once and all must finish for the Job to succeed; each
+    # still never retries (the next tick is the retry).
+    assert job_spec["parallelism"] == 4
+    assert job_spec["completions"] == 4
+    assert job_spec["backoffLimit"] == 0
+    assert run.one(CRON_JOB).props["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+@pytest.mark.parametrize("value", ["0", "17"])
+def test_dispatcher_parallelism_is_validated(value: str) -> None:
+    with pytest.raises(Exception, match="workflow-runtime:dispatcherParallelism"):
+        run_program(stack_config(LOCAL_STACK_FILE, dispatcherParallelism=value))
+
+
 # --- spawner -------------------------------------------------------------------------------
 
 
