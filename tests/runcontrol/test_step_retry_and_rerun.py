@@ -67,7 +67,7 @@ def test_the_workflow_timeout_bounds_the_retries(db, counting_server):
     started = time.monotonic()
     workflow = flaky_workflow(f"{counting_server.url}/fail/9/d", attempts=10, timeout=2, backoff=5)
     code, execution, steps = _run(db, workflow)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5  # ten attempts 5 s apart would take 45 s
     assert execution.status == "failed"
     assert "no time left for attempt 2" in execution.error
     assert counting_server.count("/fail/9/d") == 1

@@ -95,7 +95,7 @@ def test_timeout_bounds_a_server_trickling_bytes(run_workflow, trickling_server,
     assert code == 1
     assert execution.error == f"step 'get' failed: GET {url}{path} timed out after 1s"
     assert steps[0].status == "failed"
-    assert elapsed < 4, elapsed
+    assert elapsed < 8, elapsed  # the server would trickle for minutes
 
 
 def test_header_names_ending_in_a_newline_are_refused(run_workflow, http_server) -> None:

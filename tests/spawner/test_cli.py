@@ -218,8 +218,8 @@ def test_second_sigterm_exits_at_once(db, queues, emulator, workflow, tmp_path):
         assert process.poll() is None  # the first one waits for the message in hand
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=5)
-        assert time.monotonic() - started < 2
+        process.wait(timeout=10)
+        assert time.monotonic() - started < 4  # not the 8 s the slow Job create would hold it
         assert process.returncode == 143
     finally:
         if process.poll() is None:
