@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -51,36 +51,82 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def insert_execution(session: Session, message: RunMessage) -> tuple[Execution, bool]:
+@dataclass(frozen=True)
+class NewExecution:
+    """What the spawner needs of the execution a message became: which one, where it stands,
+    and the input its Job carries."""
+
+    id: uuid.UUID
+    dedup_key: str
+    status: str
+    input: dict[str, Any] | None
+
+
+# The spawner runs these for every message, so they are built once (a statement built per call
+# costs more CPU than its round trip) and stay on the table, away from the ORM's identity map.
+_EXECUTIONS = Execution.__table__
+_INSERT_EXECUTION = (
+    insert(_EXECUTIONS)
+    .values(
+        id=bindparam("id"),
+        workflow_id=bindparam("workflow_id"),
+        schedule_id=bindparam("schedule_id"),
+        trigger=bindparam("trigger"),
+        scheduled_for=bindparam("scheduled_for"),
+        dedup_key=bindparam("dedup_key"),
+        attempt=bindparam("attempt"),
+        retry_of=bindparam("retry_of"),
+        rerun_of=bindparam("rerun_of"),
+        rerun_from_step=bindparam("rerun_from_step"),
+        status=ExecutionStatus.PENDING.value,
+        input=bindparam("input"),
+    )
+    .on_conflict_do_nothing(index_elements=["dedup_key"])
+    .returning(_EXECUTIONS.c.id, _EXECUTIONS.c.dedup_key, _EXECUTIONS.c.status, _EXECUTIONS.c.input)
+)
+_BY_DEDUP_KEY = select(_EXECUTIONS.c.id, _EXECUTIONS.c.dedup_key, _EXECUTIONS.c.status, _EXECUTIONS.c.input).where(
+    _EXECUTIONS.c.dedup_key == bindparam("dedup_key")
+)
+
+
+def insert_execution(session: Session, message: RunMessage) -> tuple[NewExecution, bool]:
     """Insert the execution for a message by its dedup key; returns (execution, created).
 
     A duplicate delivery finds the existing row (created False) instead of a second record.
     """
-    statement = (
-        insert(Execution)
-        .values(
-            id=uuid.uuid4(),
-            workflow_id=message.workflow_id,
-            schedule_id=message.schedule_id,
-            trigger=str(message.trigger),
-            scheduled_for=message.scheduled_for,
-            dedup_key=message.dedup_key,
-            attempt=message.attempt,
-            retry_of=message.retry_of,
-            rerun_of=message.rerun_of,
-            rerun_from_step=message.from_step,
-            status=ExecutionStatus.PENDING.value,
-            input=message.input,
-        )
-        .on_conflict_do_nothing(index_elements=[Execution.dedup_key])
-        .returning(Execution.id)
-    )
-    created_id = session.execute(statement).scalar_one_or_none()
-    execution = session.scalar(
-        select(Execution).where(Execution.dedup_key == message.dedup_key).execution_options(populate_existing=True)
-    )
-    assert execution is not None
-    return execution, created_id is not None
+    row = session.execute(
+        _INSERT_EXECUTION,
+        {
+            "id": uuid.uuid4(),
+            "workflow_id": message.workflow_id,
+            "schedule_id": message.schedule_id,
+            "trigger": str(message.trigger),
+            "scheduled_for": message.scheduled_for,
+            "dedup_key": message.dedup_key,
+            "attempt": message.attempt,
+            "retry_of": message.retry_of,
+            "rerun_of": message.rerun_of,
+            "rerun_from_step": message.from_step,
+            "input": message.input,
+        },
+    ).first()
+    created = row is not None
+    if row is None:
+        row = session.execute(_BY_DEDUP_KEY, {"dedup_key": message.dedup_key}).one()
+    return NewExecution(*row), created
+
+
+_MARK_STARTING = (
+    update(_EXECUTIONS)
+    .where(_EXECUTIONS.c.id == bindparam("execution_id"), _EXECUTIONS.c.status == ExecutionStatus.PENDING.value)
+    .values(status=ExecutionStatus.STARTING.value, job_name=bindparam("job_name"), updated_at=bindparam("now"))
+)
+
+
+def mark_starting(session: Session, execution_id: uuid.UUID, job_name: str) -> bool:
+    """`pending` → `starting` with its Job's name (the spawner's per-message `transition`)."""
+    result = session.execute(_MARK_STARTING, {"execution_id": execution_id, "job_name": job_name, "now": now_utc()})
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def transition(

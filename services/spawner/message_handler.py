@@ -18,23 +18,32 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus, Schedule, Workflow
-from services.core.executions import finish_execution, get_execution, insert_execution, transition
+from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus, Overlap, Schedule, Workflow
+from services.core.executions import (
+    NewExecution,
+    finish_execution,
+    get_execution,
+    insert_execution,
+    mark_starting,
+)
 from services.core.messages import MessageError, RunMessage, parse_message
 from services.core.queue import ReceivedMessage
 from services.notify.events import execution_finished
 from services.spawner import admission
-from services.spawner.jobs import build_job, job_name
+from services.spawner.jobs import ExecutionRef, JobBuilder, WorkflowRef, job_name
 from services.spawner.launchers.base import Launcher, LaunchError
 from services.spawner.metrics import SpawnerMetrics
-from services.spawner.overlap import apply_overlap
+from services.spawner.overlap import OverlapDecision, apply_overlap
 from services.spawner.runner_template import RunnerTemplate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Called at named points ("inserted", "launched", "recorded") with the execution id; tests
 #: raise from it to simulate the process dying at exactly that line.
@@ -56,6 +65,80 @@ class Result:
     launched: bool = False
 
 
+#: Overlap policies decided when a run's message is handled (buffering is admission's business).
+DECIDED_HERE = (Overlap.SKIP.value, Overlap.REPLACE.value)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a message's run needs from its workflow and schedule, read in one round trip."""
+
+    id: uuid.UUID
+    timeout_seconds: int | None
+    #: The parts of the definition the spawner acts on: `concurrency` and `pool`.
+    definition: dict[str, Any]
+    schedule_exists: bool
+    overlap: str | None
+
+    @property
+    def pool(self) -> str | None:
+        pool = self.definition.get("pool")
+        return pool if isinstance(pool, str) else None
+
+
+_WORKFLOWS, _SCHEDULES = Workflow.__table__, Schedule.__table__
+# Built once: the spawner runs it for every message (see services.core.executions).
+_FIND_TARGET = (
+    select(
+        _WORKFLOWS.c.id,
+        _WORKFLOWS.c.timeout_seconds,
+        _WORKFLOWS.c.definition["concurrency"],
+        _WORKFLOWS.c.definition["pool"],
+        _SCHEDULES.c.id,
+        _SCHEDULES.c.overlap,
+    )
+    .select_from(_WORKFLOWS.outerjoin(_SCHEDULES, _SCHEDULES.c.id == bindparam("schedule_id")))
+    .where(_WORKFLOWS.c.id == bindparam("workflow_id"))
+)
+
+
+def find_target(session: Session, run: RunMessage) -> Target | None:
+    """The run's workflow (None when it does not exist) and whether its schedule exists.
+
+    Only the columns used, not the whole definition: a workflow with many steps would otherwise
+    be read and parsed for every message.
+    """
+    row = session.execute(_FIND_TARGET, {"workflow_id": run.workflow_id, "schedule_id": run.schedule_id}).first()
+    if row is None:
+        return None
+    definition = {key: value for key, value in (("concurrency", row[2]), ("pool", row[3])) if value is not None}
+    return Target(row[0], row[1], definition, row[4] is not None, row[5])
+
+
+def _record(session: Session, run: RunMessage) -> tuple[Target | None, NewExecution | None, bool]:
+    """The message's execution record: (target, execution, created). The target is None when
+    the workflow does not exist, the execution None when the schedule does not (nothing written)."""
+    target = find_target(session, run)
+    if target is None or (run.schedule_id is not None and not target.schedule_exists):
+        return target, None, False
+    execution, created = insert_execution(session, run)
+    return target, execution, created
+
+
+def _record_launched(session: Session, execution_id: uuid.UUID, name: str) -> str | None:
+    """Record the run's Job: `pending` → `starting` with its name. Returns None when it moved;
+    else the run's status (admitted runs are `starting` already, without their Job's name)."""
+    if mark_starting(session, execution_id, name):
+        return None
+    session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.job_name.is_(None))
+        .values(job_name=name)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalar(select(Execution.status).where(Execution.id == execution_id))
+
+
 class MessageHandler:
     def __init__(
         self,
@@ -68,7 +151,7 @@ class MessageHandler:
     ) -> None:
         self.session_maker = session_maker
         self.launcher = launcher
-        self.template = template
+        self.jobs = JobBuilder(template)
         self.metrics = metrics
         self.max_receive_count = max_receive_count
         self.checkpoint = checkpoint or (lambda stage, execution_id: None)
@@ -83,16 +166,12 @@ class MessageHandler:
         return self._spawn(message, run)
 
     def _spawn(self, message: ReceivedMessage, run: RunMessage) -> Result:
-        with self.session_maker() as session:
-            workflow = session.get(Workflow, run.workflow_id)
-            if workflow is None:
-                return Result(Disposition.DEAD_LETTER, f"workflow {run.workflow_id} does not exist")
-            schedule = session.get(Schedule, run.schedule_id) if run.schedule_id is not None else None
-            if run.schedule_id is not None and schedule is None:
-                return Result(Disposition.DEAD_LETTER, f"schedule {run.schedule_id} does not exist")
-            overlap = schedule.overlap if schedule is not None else None
-            execution, created = insert_execution(session, run)
-            session.commit()
+        target, execution, created = self._in_session(lambda session: _record(session, run))
+        if target is None:
+            return Result(Disposition.DEAD_LETTER, f"workflow {run.workflow_id} does not exist")
+        if execution is None:
+            return Result(Disposition.DEAD_LETTER, f"schedule {run.schedule_id} does not exist")
+        workflow, overlap = target, target.overlap
         extra = {"execution_id": str(execution.id), "dedup_key": run.dedup_key}
         if created:
             self.metrics.executions_created.inc()
@@ -108,9 +187,11 @@ class MessageHandler:
             return Result(Disposition.DONE, execution_id=execution.id)  # the record is its queue now
 
         if execution.status == ExecutionStatus.PENDING:
-            with self.session_maker() as session:
-                decision = apply_overlap(session, execution)
-                session.commit()
+            decision = OverlapDecision()
+            if overlap in DECIDED_HERE:
+                with self.session_maker() as session:
+                    decision = apply_overlap(session, session.get_one(Execution, execution.id))
+                    session.commit()
             if decision.skipped:
                 self.metrics.skipped.inc()
                 log.info("execution skipped: the previous run is still active", extra=extra)
@@ -123,7 +204,7 @@ class MessageHandler:
             except LaunchError as error:
                 return self._launch_failed(message, execution.id, error)
             if admission.needs_admission(workflow.definition, overlap):
-                admitted = self._admit(execution.id, workflow.definition.get("pool"), overlap, extra)
+                admitted = self._admit(execution.id, workflow.pool, overlap, extra)
                 if admitted is None:
                     return Result(Disposition.DONE, execution_id=execution.id)
 
@@ -209,11 +290,11 @@ class MessageHandler:
             log.info("runner Job relaunched from the execution record", extra={"execution_id": str(execution_id)})
         return created
 
-    def _launch(self, execution: Execution, workflow: Workflow) -> bool:
+    def _launch(self, execution: ExecutionRef, workflow: WorkflowRef) -> bool:
         """Create the run's Job, record it (`starting`, job name), and delete it again if the run
         was cancelled meanwhile. True when the Job was created now. Raises LaunchError."""
-        extra = {"execution_id": str(execution.id), "dedup_key": execution.dedup_key}
-        job = build_job(self.template, execution, workflow)
+        extra = {"execution_id": str(execution.id)}
+        job = self.jobs.build(execution, workflow)
         created_job = self.launcher.launch(job)
         name = job_name(execution.id)
         if created_job:
@@ -224,23 +305,31 @@ class MessageHandler:
         self.on_launched(execution.id)
         self.checkpoint("launched", execution.id)
 
-        with self.session_maker() as session:
-            moved = transition(
-                session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.STARTING, job_name=name
-            )
-            if not moved:  # admitted runs are `starting` already, without their Job's name
-                session.execute(
-                    update(Execution)
-                    .where(Execution.id == execution.id, Execution.job_name.is_(None))
-                    .values(job_name=name)
-                    .execution_options(synchronize_session=False)
-                )
-            current = get_execution(session, execution.id)
-            session.commit()
-        if not moved and current is not None and current.status == ExecutionStatus.CANCELLED:
+        status = self._in_session(lambda session: _record_launched(session, execution.id, name))
+        if status == ExecutionStatus.CANCELLED:
             # Cancelled (replaced, or by a user) while its Job was being created: it must not run.
             self.launcher.delete(name)
         return created_job
+
+    def _in_session(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in a session and commit; once more if the pooled connection was dead.
+
+        The spawner's pool does not ping a connection before each use (a round trip per
+        checkout, twice per message); a connection that died meanwhile (a Postgres restart, a
+        terminated backend) fails its first statement instead, and the pool is then refreshed.
+        Both units of work are idempotent, so running one again is safe.
+        """
+        for attempt in (1, 2):
+            try:
+                with self.session_maker() as session:
+                    result = work(session)
+                    session.commit()
+                    return result
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+                log.info("database connection was closed; retrying on a new one")
+        raise AssertionError("unreachable")
 
     def _launch_failed(self, message: ReceivedMessage, execution_id: uuid.UUID, error: LaunchError) -> Result:
         """Leave the message for redelivery; on its last allowed receive, fail the execution."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.contract import SPAWNER_APPLICATION_NAME
 from services.core.db.session import session_factory
@@ -75,13 +76,20 @@ def make_launcher(config: SpawnerSettings, kube_api_client: Any = None) -> tuple
     return KubernetesLauncher(client, namespace, start_timeout=start_timeout), template
 
 
+def spawner_sessions(database_url: str) -> sessionmaker[Session]:
+    """The spawner's pool. No ping before each use: the message handler runs a unit of work
+    again on a fresh connection when its pooled one died (MessageHandler._in_session), and the
+    loops around it (reconciler, run control, notifications) try again on their next pass."""
+    return session_factory(database_url, SPAWNER_APPLICATION_NAME, pre_ping=False)
+
+
 def database_check(database_url: str) -> Callable[[], str | None]:
     """A round trip through the spawner's own connection pool: a pool whose connections are all
     wedged fails it as surely as an unreachable server."""
 
     def check() -> str | None:
         try:
-            with session_factory(database_url, SPAWNER_APPLICATION_NAME)() as session:
+            with spawner_sessions(database_url)() as session:
                 session.execute(text("SELECT 1"))
         except Exception as error:
             return f"Postgres unreachable: {type(error).__name__}"
@@ -134,7 +142,7 @@ def build_spawner(
     visibility, max_receives = queue_settings(queue)
     launcher, template = make_launcher(config, kube_api_client)
     metrics = SpawnerMetrics()
-    sessions = session_factory(database_url, SPAWNER_APPLICATION_NAME)
+    sessions = spawner_sessions(database_url)
     handler = MessageHandler(sessions, launcher, template, metrics, max_receives, checkpoint)
     reconciler = Reconciler(
         sessions,

@@ -8,9 +8,9 @@ import uuid
 
 from sqlalchemy import select
 
-from services.core.db.models import Execution, Trigger
+from services.core.db.models import Execution, ExecutionStatus, Trigger
 from services.core.db.session import session_factory
-from services.core.executions import insert_execution
+from services.core.executions import insert_execution, transition
 from services.core.messages import RunMessage, rerun_dedup_key, retry_dedup_key
 from services.runtime.runner import execute
 from tests.runtime.conftest import Seeded, load, runner_env, seed
@@ -168,6 +168,6 @@ def _run(db: str, yaml: str, input: dict | None = None):
 def _insert(db: str, message: RunMessage) -> uuid.UUID:
     with session_factory(db)() as session:
         execution, _ = insert_execution(session, message)
-        execution.status = "starting"
+        transition(session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.STARTING)
         session.commit()
         return execution.id

@@ -234,3 +234,24 @@ def test_drain_check_survives_a_database_outage():
         session_maker=unreachable,
     )
     assert Spawner._drained(state) is False
+
+
+def test_a_connection_postgres_closed_costs_no_redelivery(db, queues, emulator, workflow, start_spawner, caplog):
+    """The spawner's pool does not ping before each use; a pooled connection that Postgres
+    closed (a restart, a failover, an idle-connection reaper) fails its first statement, and the
+    handler runs its unit of work again on a new connection instead of giving the message back."""
+    from services.contract import SPAWNER_APPLICATION_NAME
+    from tests.runtime.test_runner_reconnects import terminate
+
+    spawner = start_spawner(concurrency=1)
+    send(queues, manual_message(workflow).to_json())
+    assert wait_for(lambda: settled(queues, spawner) and len(emulator.jobs()) == 1)
+    assert terminate(db, SPAWNER_APPLICATION_NAME) >= 1
+    caplog.set_level("INFO", logger="services.spawner")
+    send(queues, manual_message(workflow).to_json())
+    assert wait_for(lambda: settled(queues, spawner) and len(emulator.jobs()) == 2)
+    spawner.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    assert "database connection was closed; retrying on a new one" in messages
+    assert "message handling failed" not in messages
+    assert sorted(e.status for e in executions(db)) == [ExecutionStatus.STARTING] * 2

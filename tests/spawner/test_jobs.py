@@ -8,9 +8,11 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from kubernetes.client import V1EnvVar
 
 from services.spawner.jobs import (
     MAX_INLINE_INPUT_BYTES,
+    JobBuilder,
     build_job,
     execution_id_of,
     job_manifest,
@@ -170,3 +172,16 @@ def _template_document() -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(DEFAULT_TEMPLATE_PATH.read_text())
+
+
+def test_jobs_of_one_builder_share_nothing_mutable(template):
+    """The spawner keeps one JobBuilder; changing one Job must not change the next."""
+    builder = JobBuilder(template)
+    first = builder.build(FakeExecution(), FakeWorkflow())
+    first.spec.template.spec.containers[0].env.append(V1EnvVar(name="EXTRA", value="1"))
+    first.spec.template.metadata.labels["extra"] = "1"
+    second_execution = FakeExecution()
+    second = job_manifest(builder.build(second_execution, FakeWorkflow()))
+    assert "EXTRA" not in env_of(second)
+    assert "extra" not in second["spec"]["template"]["metadata"]["labels"]
+    assert env_of(second)["EXECUTION_ID"]["value"] == str(second_execution.id)

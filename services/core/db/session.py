@@ -22,8 +22,11 @@ STATEMENT_TIMEOUT_SECONDS = 60
 
 
 @lru_cache(maxsize=8)
-def engine_for(database_url: str, application_name: str = CLI_APPLICATION_NAME) -> Engine:
-    """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived spawner.
+def engine_for(database_url: str, application_name: str = CLI_APPLICATION_NAME, pre_ping: bool = True) -> Engine:
+    """A pooled engine; `pool_pre_ping` survives a Postgres restart under a long-lived process.
+
+    `pre_ping=False` is for a hot path that handles a dead connection itself (the spawner's
+    message handler runs its unit of work again): the ping is a round trip per checkout.
 
     A connect timeout keeps an unreachable database from hanging a worker (or a CLI command)
     for minutes in the kernel's TCP retries, and a statement timeout bounds a query stuck on a
@@ -32,7 +35,7 @@ def engine_for(database_url: str, application_name: str = CLI_APPLICATION_NAME) 
     """
     return create_engine(
         sqlalchemy_url(database_url),
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=10,
         max_overflow=10,
         connect_args={
@@ -44,8 +47,10 @@ def engine_for(database_url: str, application_name: str = CLI_APPLICATION_NAME) 
 
 
 @lru_cache(maxsize=8)
-def session_factory(database_url: str, application_name: str = CLI_APPLICATION_NAME) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(database_url, application_name), expire_on_commit=False)
+def session_factory(
+    database_url: str, application_name: str = CLI_APPLICATION_NAME, pre_ping: bool = True
+) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(database_url, application_name, pre_ping), expire_on_commit=False)
 
 
 @contextmanager
