@@ -86,11 +86,7 @@ def make_afters(count: int, seed: int) -> list[datetime]:
 
 
 def clear_engine_caches() -> None:
-    cron.compile_schedule.cache_clear()
-    cron.compile_expression.cache_clear()
-    cron.zone_year.cache_clear()
-    cron._MONTHS.clear()
-    cron._CIVIL.clear()
+    cron.clear_caches()
 
 
 def croniter_next(expression: str, timezone: str, after: datetime) -> datetime:

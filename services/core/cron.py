@@ -130,6 +130,10 @@ def _value(token: str, field: str, low: int, high: int, names: tuple[str, ...]) 
     return number
 
 
+# A fleet's expressions share most of their fields (`0`, `*`, `9-17`, `mon-fri`): each field text,
+# the weekday table and the minutes of a day are computed once per process, not once per
+# expression (a tick compiles every distinct expression it meets).
+@lru_cache(maxsize=4096)
 def _parse_field(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -> int:
     """One field as a bitmask of its values; raises `UserError` naming the field."""
     mask = 0
@@ -179,11 +183,8 @@ def compile_expression(expression: str) -> CompiledCron:
     )
     if weekdays & (1 << 7):
         weekdays = (weekdays | 1) & 0x7F
-    weekday_days = tuple(
-        sum(days_of_weekday[weekday] for weekday in range(7) if weekdays >> weekday & 1)
-        for days_of_weekday in _DAYS_OF_WEEKDAY
-    )
-    day_minutes = sum(minutes << (hour * 60) for hour in range(24) if hours >> hour & 1)
+    weekday_days = _weekday_days(weekdays)
+    day_minutes = _day_minutes(minutes, hours)
     compiled = CompiledCron(
         expression=" ".join(fields),
         minutes=minutes,
@@ -200,6 +201,21 @@ def compile_expression(expression: str) -> CompiledCron:
     if not _can_fire(compiled):
         raise UserError("cron", f"{expression!r} never fires (no such date)")
     return compiled
+
+
+@lru_cache(maxsize=128)
+def _weekday_days(weekdays: int) -> tuple[int, ...]:
+    """For each weekday of the 1st of a month, its days (as bits) on one of `weekdays`."""
+    return tuple(
+        sum(days_of_weekday[weekday] for weekday in range(7) if weekdays >> weekday & 1)
+        for days_of_weekday in _DAYS_OF_WEEKDAY
+    )
+
+
+@lru_cache(maxsize=4096)
+def _day_minutes(minutes: int, hours: int) -> int:
+    """Bit h * 60 + m set when hour h and minute m both match."""
+    return sum(minutes << (hour * 60) for hour in range(24) if hours >> hour & 1)
 
 
 def _can_fire(compiled: CompiledCron) -> bool:
@@ -460,6 +476,28 @@ def fire_times(expression: str, timezone: str, start: datetime, end: datetime) -
     return tuple(found)
 
 
+def fire_times_and_next(
+    expression: str, timezone: str, start: datetime, end: datetime
+) -> tuple[tuple[datetime, ...], datetime | None]:
+    """`fire_times(start, end)` and `next_fire_time(end)` (None past the horizon) in one search.
+
+    The dispatcher needs both for every schedule it advances: the search that ends the first
+    (for the first fire time past `end`) is the one the second would start with.
+    """
+    schedule = compile_schedule(expression, timezone)
+    limit = math.floor(end.timestamp())
+    horizon = limit + HORIZON_YEARS * 366 * _DAY
+    if end < start:
+        following = next_instant(schedule, limit - limit % 60 + 60, horizon)
+        return (), None if following is None else datetime.fromtimestamp(following, UTC)
+    found: list[datetime] = []
+    instant = next_instant(schedule, _ceil_minute(-(-((start - _EPOCH) // _MICROSECOND) // 1_000_000)), horizon)
+    while instant is not None and instant <= limit:
+        found.append(datetime.fromtimestamp(instant, UTC))
+        instant = next_instant(schedule, _ceil_minute(instant + 1), horizon)
+    return tuple(found), None if instant is None else datetime.fromtimestamp(instant, UTC)
+
+
 def next_fire_time(expression: str, timezone: str, after: datetime) -> datetime:
     """The first fire time strictly after `after` (aware, compared at minute resolution), in UTC."""
     schedule = compile_schedule(expression, timezone)
@@ -479,3 +517,11 @@ def next_fire_times(expression: str, timezone: str, after: datetime, count: int)
         current = next_fire_time(expression, timezone, current)
         result.append(current)
     return result
+
+
+def clear_caches() -> None:
+    """Forget everything compiled, as a new process would (benchmarks measure cold ticks)."""
+    for cached in (compile_schedule, compile_expression, zone_year, _parse_field, _weekday_days, _day_minutes):
+        cached.cache_clear()
+    _MONTHS.clear()
+    _CIVIL.clear()

@@ -37,6 +37,11 @@ class FireTimeEntry:
     execution_id: uuid.UUID | None = None
 
 
+def delete_fire_times(session: Session, schedule_ids: Sequence[uuid.UUID]) -> None:
+    """Delete the ledger of schedules being deleted (the ledger has no foreign key to cascade)."""
+    session.execute(delete(FireTime).where(FireTime.schedule_id.in_(schedule_ids)))
+
+
 def record_fire_times(session: Session, entries: Sequence[FireTimeEntry], decided_at: datetime | None = None) -> None:
     """Append entries to the ledger (in the caller's transaction)."""
     if not entries:

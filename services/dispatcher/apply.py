@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from services.core.db.models import Schedule, Workflow
 from services.core.documents import load_documents, read_file
 from services.core.errors import UserError
+from services.core.ledger import delete_fire_times
 from services.core.workflows import apply_workflow, check_step_types, validate_workflow
 from services.dispatcher import schedules as schedule_service
 
@@ -170,6 +171,7 @@ def apply_documents(
         stale = list(session.execute(select(Schedule.id, Schedule.name).where(Schedule.name.not_in(declared))))
         if stale:
             ids: list[uuid.UUID] = [row.id for row in stale]
+            delete_fire_times(session, ids)
             session.execute(delete(Schedule).where(Schedule.id.in_(ids)))
         changes.extend(Change("Schedule", row.name, "pruned") for row in sorted(stale, key=lambda r: r.name))
     session.flush()

@@ -31,7 +31,7 @@ from services.core.db.models import (
 )
 from services.core.errors import ConflictError, NotFoundError, UserError
 from services.core.inputs import check_input
-from services.core.ledger import FireTimeEntry, fire_time_history, record_fire_times
+from services.core.ledger import FireTimeEntry, delete_fire_times, fire_time_history, record_fire_times
 from services.core.messages import schedule_dedup_key, utc_iso
 from services.core.queue import OutgoingMessage, Queue
 from services.core.workflows import get_workflow
@@ -420,6 +420,7 @@ def resume_schedule(
 def delete_schedule(session: Session, name: str, *, actor: str = audit.SYSTEM_ACTOR) -> None:
     schedule = get_schedule(session, name, for_update=True)
     audit.record(session, actor, "schedule.delete", "schedule", name)
+    delete_fire_times(session, [schedule.id])
     session.execute(delete(Schedule).where(Schedule.id == schedule.id))
 
 

@@ -161,10 +161,10 @@ def plan_group(key: GroupKey, now: datetime) -> GroupPlan:
     if next_run_at < plan_start:
         lookback = max(next_run_at, plan_start - LEDGER_LOOKBACK)
         expired = timing.fire_times(spec, lookback, plan_start - timedelta(microseconds=1))[-MAX_LEDGER_DROPS:]
-    due = timing.fire_times(spec, max(next_run_at, plan_start), now)
+    due, following = timing.fire_times_and_next(spec, max(next_run_at, plan_start), now)
     plan = plan_fire_times(due, now, catchup, window)
     drops = [(t, FireReason.OUTSIDE_WINDOW.value) for t in expired] + [(t, r.value) for t, r in plan.drops]
-    resume = plan.resume_from or timing.next_fire_time(spec, now)
+    resume = plan.resume_from or following
     return GroupPlan(
         sends=tuple((t, _message_text(t), _exact_text(t)) for t in plan.to_send),
         drops=tuple((t, _exact_text(t), reason) for t, reason in drops[-MAX_LEDGER_DROPS:]),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from services.core import cron
+from services.core.errors import UserError
 
 
 class _ScheduleLike(Protocol):
@@ -100,6 +101,26 @@ def next_fire_time(timing: Timing, after: datetime) -> datetime | None:
     if found is None or (timing.end_at is not None and found > timing.end_at):
         return None
     return found
+
+
+def fire_times_and_next(timing: Timing, start: datetime, end: datetime) -> tuple[list[datetime], datetime | None]:
+    """`fire_times(start, end)` and `next_fire_time(end)`, with one search per cron expression
+    (the tick needs both for every schedule it advances)."""
+    if not timing.crons or (timing.start_at is not None and timing.start_at > start):
+        return fire_times(timing, start, end), next_fire_time(timing, end)
+    found: set[datetime] = set()
+    following: datetime | None = None
+    for expression in timing.crons:
+        times, after = cron.fire_times_and_next(expression, timing.timezone, start, end)
+        if after is None:  # as next_fire_time says it
+            raise UserError("cron", f"{expression!r} does not fire within {cron.HORIZON_YEARS} years")
+        found.update(times)
+        following = after if following is None else min(following, after)
+    if timing.end_at is not None:
+        found = {t for t in found if t <= timing.end_at}
+        if following is not None and following > timing.end_at:
+            following = None
+    return sorted(found), following
 
 
 def next_fire_times(timing: Timing, after: datetime, count: int) -> list[datetime]:

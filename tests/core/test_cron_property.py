@@ -200,6 +200,13 @@ def check_against_reference(case: tuple[str, str, datetime, datetime]) -> None:
         return
     expected = reference.fire_times(zone, start, end)
     assert list(cron.fire_times(expression, zone, start, end)) == expected
+    # The dispatcher's one-search form: the same times, then the first one after `end`.
+    times, following = cron.fire_times_and_next(expression, zone, start, end)
+    assert list(times) == expected
+    assert following == cron.next_fire_time(expression, zone, end)
+    soon = reference.fire_times(zone, end + MINUTE, end + timedelta(hours=6))
+    if soon:
+        assert following == soon[0]
     later = [t for t in expected if t > start]
     if later:
         assert cron.next_fire_time(expression, zone, start) == later[0]

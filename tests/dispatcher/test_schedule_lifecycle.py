@@ -177,7 +177,7 @@ def test_catchup_all_with_overlap_skip_records_each_skipped_run(db, queues, queu
     for body in bodies:  # the spawner's order of work: insert, then the overlap decision
         with maker() as s, s.begin():
             execution, _ = insert_execution(s, parse_message(json.dumps(body)))
-            apply_overlap(s, execution)
+            apply_overlap(s, s.get_one(Execution, execution.id))
     assert [(t[11:16], d, r) for t, d, r in ledger(db)] == [
         ("08:20", "sent", None),
         ("08:40", "sent", None), ("08:40", "dropped", "overlap_skip"),
@@ -194,7 +194,7 @@ def test_catchup_all_with_overlap_replace_records_each_replaced_run(db, queues, 
     for body in sorted(sent_bodies(queues), key=lambda b: b["scheduled_for"]):
         with maker() as s, s.begin():
             execution, _ = insert_execution(s, parse_message(json.dumps(body)))
-            apply_overlap(s, execution)
+            apply_overlap(s, s.get_one(Execution, execution.id))
     assert [(t[11:16], d, r) for t, d, r in ledger(db) if d == "dropped"] == [("08:40", "dropped", "overlap_replace")]
 
 
