@@ -27,13 +27,13 @@ install: $(STAMP)
 run: $(LOCAL_STAMP)
 	$(BIN)/wfctl local up --examples
 
-## The whole test suite (embedded Postgres unless TEST_DATABASE_URL is set).
+## The whole test suite (embedded Postgres unless TEST_DATABASE_URL is set), on two workers.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not long"
+	$(BIN)/python -m pytest -n 2 -m "not long"
 
 ## Everything but the slow end-to-end cases.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not long"
+	$(BIN)/python -m pytest -n 2 -m "not slow and not long"
 
 ## The long fuzz campaign (FUZZ_LONG_FACTOR=10 for 100,000 inputs).
 fuzz: $(STAMP)

@@ -6,7 +6,9 @@ Everything is real except the cluster: Postgres (embedded unless BENCH_DATABASE_
 embedded SQS endpoint (moto's server, far slower per call than SQS itself, so these figures are a
 floor), and a Kubernetes API emulator (kmock) on 127.0.0.1 answering Job creates over HTTP. Both
 run in processes of their own, fresh for each concurrency level, so the spawner is measured
-rather than the emulators competing with it for one interpreter.
+rather than the emulators competing with it for one interpreter; so does the feeder that sends
+the messages as they are consumed (FEED_DEPTH). The CPU figure is this process's, which is the
+spawner's: its workers, its receive loop and its housekeeping.
 """
 
 from __future__ import annotations

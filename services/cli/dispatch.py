@@ -10,13 +10,11 @@ import typer
 
 from services.cli.context import settings, work_queue
 from services.cli.render import OutputFormat
-from services.contract import DISPATCHER_APPLICATION_NAME
-from services.core.db.session import session_factory
 from services.core.errors import UserError
 from services.core.logs import configure_logging
 from services.core.messages import parse_utc_iso
 from services.dispatcher.schedules import FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR
-from services.dispatcher.tick import tick
+from services.dispatcher.tick import dispatcher_sessions, tick
 from services.notify.sender import sender_from_settings
 
 log = logging.getLogger("services.dispatcher")
@@ -44,7 +42,7 @@ def dispatch(
             raise UserError("now", f"{now!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
     environment = settings()
     configure_logging("dispatcher", environment)
-    sessions = session_factory(environment.require_database_url(), DISPATCHER_APPLICATION_NAME)
+    sessions = dispatcher_sessions(environment.require_database_url())
     sender = sender_from_settings(sessions, environment)
     summary = tick(sessions, work_queue(), now=current, sender=sender)
     if output == OutputFormat.JSON:

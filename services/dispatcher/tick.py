@@ -28,7 +28,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.contract import DISPATCHER_APPLICATION_NAME
 from services.core.db.models import Execution, FireDecision, FireReason, NotificationEvent, Schedule, Trigger
+from services.core.db.session import session_factory
 from services.core.ledger import PRUNE_MAX_BATCHES, copy_fire_times, describe_reason, prune_fire_times
 from services.core.messages import RunMessage, retry_dedup_key, schedule_dedup_key, scheduled_run_body, utc_iso
 from services.core.queue import OutgoingMessage, Queue
@@ -105,6 +107,13 @@ class TickSummary:
             f"sent ({self.retries_sent} retries), {self.fire_times_dropped} missed fire times "
             f"dropped, {self.seconds:.3f}s"
         )
+
+
+def dispatcher_sessions(database_url: str) -> sessionmaker[Session]:
+    """The dispatcher's pool. A tick runs in a process of its own (the CronJob's pod, `wfctl
+    dispatch`) on connections it just opened: a ping before each use would only add a round
+    trip to each of the tick's transactions."""
+    return session_factory(database_url, DISPATCHER_APPLICATION_NAME, pre_ping=False)
 
 
 def floor_to_minute(instant: datetime) -> datetime:

@@ -13,7 +13,7 @@ from services.core.db.session import session_factory
 from services.core.queue import Queue
 from services.core.workflows import apply_workflow, parse_workflow
 from services.dispatcher.schedules import ScheduleSpec, create_schedule
-from services.dispatcher.tick import TickSummary, tick
+from services.dispatcher.tick import TickSummary, dispatcher_sessions, tick
 
 WORKFLOW = """
 name: nightly
@@ -41,7 +41,7 @@ def minutes(start: datetime, end: datetime, offset_seconds: int = 5) -> Iterator
 
 
 def run_ticks(database_url: str, queue: Queue, times: Iterator[datetime]) -> list[TickSummary]:
-    maker = session_factory(database_url)
+    maker = dispatcher_sessions(database_url)  # as `wfctl dispatch` runs them
     return [tick(maker, queue, now=t) for t in times]
 
 
