@@ -72,3 +72,24 @@ def test_jitter_is_deterministic_and_bounded() -> None:
     assert len(delays) > 100  # spread, not constant
     assert jitter_delay(schedule_id, fire_time, 900) == jitter_delay(schedule_id, fire_time, 900)
     assert jitter_delay(schedule_id, fire_time, 0) == 0
+
+
+def test_one_search_gives_the_due_times_and_the_next_as_two_would() -> None:
+    """The tick's `fire_times_and_next` against `fire_times` + `next_fire_time`, for every kind
+    of timing and bound, across a DST change (Berlin, 2026-10-25)."""
+    from services.dispatcher import timing
+
+    start, end = datetime(2026, 10, 24, 23, 0, tzinfo=UTC), datetime(2026, 10, 25, 3, 0, 30, tzinfo=UTC)
+    at = lambda h, m=0: datetime(2026, 10, 25, h, m, tzinfo=UTC)  # noqa: E731
+    cases = [
+        timing.Timing(("30 2 * * *",), "Europe/Berlin"),
+        timing.Timing(("*/20 2 * * *", "0 3 * * *"), "Europe/Berlin"),  # two expressions, one instant shared
+        timing.Timing(("*/15 * * * *",), "Europe/Berlin", end_at=at(1, 50)),  # ends inside the window
+        timing.Timing(("*/15 * * * *",), "Europe/Berlin", end_at=at(3, 0)),  # ends right after
+        timing.Timing(("*/15 * * * *",), "Europe/Berlin", start_at=at(1, 10)),  # starts inside the window
+        timing.Timing(interval_seconds=5400, anchor_at=at(0, 7)),
+        timing.Timing(run_at=at(2, 30)),
+    ]
+    for case in cases:
+        expected = (timing.fire_times(case, start, end), timing.next_fire_time(case, end))
+        assert timing.fire_times_and_next(case, start, end) == expected, case
