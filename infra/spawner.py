@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import env, pod_security
+from infra import env, pod_security, probes
 from infra.aws_access import AwsAccess
 from infra.config import ResourceSpec
 from infra.labels import component_labels
@@ -132,20 +132,8 @@ class Spawner(pulumi.ComponentResource):
                 env.plain("RUNNER_NAMESPACE", args.namespace),
                 env.plain("LOG_FORMAT", "json"),
             ],
-            liveness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
-                initial_delay_seconds=10,
-                period_seconds=10,
-                timeout_seconds=3,
-                failure_threshold=3,
-            ),
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/readyz", port="http"),
-                initial_delay_seconds=5,
-                period_seconds=5,
-                timeout_seconds=3,
-                failure_threshold=3,
-            ),
+            liveness_probe=probes.liveness(initial_delay_seconds=10),
+            readiness_probe=probes.readiness(initial_delay_seconds=5),
             resources=pod_security.resource_requirements(args.resources),
             security_context=pod_security.container_security_context(),
             volume_mounts=[pod_security.tmp_volume_mount()],
