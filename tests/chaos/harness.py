@@ -9,7 +9,7 @@ Faults, drawn from `random.Random(seed)`: SIGKILL or SIGTERM of the spawner (res
 once), SIGKILL of a runner process, `pg_terminate_backend` of the dispatcher's or the spawner's
 connections and of every runner's (found by application_name), and the SQS endpoint paused for a few seconds.
 
-The verdict compares the database with an independent enumerator (tests.chaos.enumerator):
+The verdict compares the database with an independent enumerator (tests.cron_reference):
 every due fire time has exactly one first-attempt execution (none lost, none duplicated), every
 execution ends terminal, none made its http call twice, and the only failed executions are the
 ones whose runner the harness itself killed (each then retried by the workflow's policy to a
@@ -53,7 +53,7 @@ from services.core.workflows import apply_workflow, parse_workflow
 from services.dispatcher.schedules import ScheduleSpec, create_schedule
 from services.dispatcher.tick import tick
 from services.local.embedded import create_queues
-from tests.chaos import enumerator
+from tests import cron_reference as enumerator
 
 WORKTREE = Path(__file__).resolve().parents[2]
 ZONE = "Europe/Berlin"

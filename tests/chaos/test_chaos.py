@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.chaos import enumerator
+from tests import cron_reference as enumerator
 from tests.chaos.harness import ChaosRun, summary_json
 
 # The fixture comes from the run-control tests: a counting HTTP server on a free port.

@@ -1,7 +1,7 @@
 """The day rule and single-value ranges, checked against an independent brute-force enumerator.
 
-The reference below is written from the spec's words (SPEC §4, Day fields), not from the
-engine: it reads each field naively and walks every minute of a range in UTC.
+The reference (tests/cron_reference.py) is written from the spec's words (SPEC §4, Day fields),
+not from the engine: it reads each field naively and walks every minute of a range.
 """
 
 from __future__ import annotations
@@ -12,54 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core import cron
-
-MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-DAYS = "sun mon tue wed thu fri sat".split()
-
-
-def _number(token: str, names: list[str], offset: int) -> int:
-    return names.index(token) + offset if token in names else int(token)
-
-
-def reference_field(text: str, low: int, high: int, names: list[str] = [], offset: int = 0) -> set[int]:  # noqa: B006
-    allowed: set[int] = set()
-    for item in text.split(","):
-        body, _, step = item.partition("/")
-        stride = int(step) if step else 1
-        if body == "*":
-            first, last = low, high
-        elif "-" in body:
-            a, b = body.split("-")
-            first, last = _number(a, names, offset), _number(b, names, offset)
-            if names is DAYS and b == "sun" and first > 0:
-                last = 7
-        else:
-            first = last = _number(body, names, offset)
-        value = first
-        while value <= last:
-            allowed.add(value)
-            value += stride
-    return allowed
+from tests.cron_reference import Reference
 
 
 def reference_fire_times(expression: str, start: datetime, end: datetime) -> list[datetime]:
-    """Every minute in [start, end] the expression matches, by walking each minute (bounded)."""
-    m, h, dom, mon, dow = expression.split()
-    minutes, hours = reference_field(m, 0, 59), reference_field(h, 0, 23)
-    days, months = reference_field(dom, 1, 31), reference_field(mon, 1, 12, MONTHS, 1)
-    weekdays = {d % 7 for d in reference_field(dow, 0, 7, DAYS)}
-    either_star = dom.startswith("*") or dow.startswith("*")
-    found, current = [], start
-    for _ in range(2_000_000):
-        if current > end:
-            break
-        in_dom = current.day in days
-        in_dow = (current.weekday() + 1) % 7 in weekdays
-        day_ok = (in_dom and in_dow) if either_star else (in_dom or in_dow)
-        if current.minute in minutes and current.hour in hours and current.month in months and day_ok:
-            found.append(current)
-        current += timedelta(minutes=1)
-    return found
+    """Every minute in [start, end] the expression matches (UTC: no DST), by walking each minute."""
+    return Reference(expression).fire_times("UTC", start, end)
 
 
 def engine(expression: str, start: datetime, end: datetime) -> list[datetime]:
