@@ -193,10 +193,10 @@ def measure_floor(url: str, batch_size: int = 2000) -> tuple[float, int]:
                 ids = [row[0] for row in rows]
                 if not ids:
                     break
-                conn.execute(  # the rows by their address, as the tick does (not a scan of the table)
+                conn.execute(  # each row by its address, as the tick does (not a scan of the table)
                     "UPDATE schedules AS s SET next_run_at = v.next, last_dispatched_at = %s "
-                    "FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(id, next) "
-                    "WHERE s.id = v.id AND s.ctid = ANY(%s::tid[])",
+                    "FROM unnest(%s::uuid[], %s::timestamptz[], %s::tid[]) AS v(id, next, address) "
+                    "WHERE s.ctid = v.address AND s.id = v.id",
                     [NOW, ids, [following] * len(ids), [row[1] for row in rows]])
             claimed += len(ids)
     return time.perf_counter() - started, claimed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections.abc import Sequence
@@ -132,15 +133,15 @@ class CommitFailed(Exception):
     pass
 
 
+def fail_commit() -> None:
+    raise CommitFailed
+
+
 def test_a_failed_commit_stops_the_tick_before_another_batch_is_sent(db) -> None:
     ids = make_fleet(db, utc(2026, 11, 30, 9, 59, 30))
     queue = RecordingQueue()
-
-    def fail() -> None:
-        raise CommitFailed
-
     with pytest.raises(CommitFailed):
-        tick(session_factory(db), queue, now=utc(2026, 11, 30, 10, 0, 5), batch_size=1, after_send=fail)
+        tick(session_factory(db), queue, now=utc(2026, 11, 30, 10, 0, 5), batch_size=1, after_send=fail_commit)
     # Only the first batch went out; the next batch (maybe the same rows, released by the
     # rollback) was claimed while it committed but is never sent.
     assert len(queue.sent) == 1
@@ -148,3 +149,27 @@ def test_a_failed_commit_stops_the_tick_before_another_batch_is_sent(db) -> None
         assert session.scalar(select(func.count()).select_from(FireTime)) == 0
         advanced = session.scalar(select(func.count()).select_from(Schedule).where(Schedule.last_dispatched_at.is_not(None)))
         assert advanced == 0 and len(ids) == 60
+
+
+def test_the_tick_pauses_the_garbage_collector_only_while_it_runs(db) -> None:
+    make_fleet(db, utc(2026, 11, 30, 9, 59, 30))
+    seen: list[bool] = []
+
+    class ObservingQueue(RecordingQueue):
+        def send_batch(self, messages: Sequence[OutgoingMessage]) -> int:
+            seen.append(gc.isenabled())
+            return super().send_batch(messages)
+
+    assert gc.isenabled()
+    tick(session_factory(db), ObservingQueue(), now=utc(2026, 11, 30, 10, 0, 5), batch_size=10)
+    assert seen and not any(seen)  # paused while batches are planned and sent
+    assert gc.isenabled()  # and running again after, as the process found it
+    with pytest.raises(CommitFailed):
+        tick(session_factory(db), RecordingQueue(), now=utc(2026, 11, 30, 11, 0, 5), after_send=fail_commit)
+    assert gc.isenabled()  # also when the tick fails
+    gc.disable()
+    try:
+        tick(session_factory(db), RecordingQueue(), now=utc(2026, 11, 30, 12, 0, 5))
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
