@@ -238,8 +238,13 @@ def validate_expression(expression: str) -> str:
     return compile_expression(expression).expression
 
 
+@lru_cache(maxsize=1024)
 def validate_timezone(name: str) -> ZoneInfo:
-    """Resolve an IANA time zone name or raise `UserError` naming the field."""
+    """Resolve an IANA time zone name or raise `UserError` naming the field.
+
+    Cached: a tick meets the same few hundred zones in tens of thousands of schedules, and
+    `ZoneInfo` itself keeps only the zones something else still holds.
+    """
     try:
         # At most 64 characters (the column); a tzdata folder (`Europe`) is an OSError.
         if not name or len(name) > 64 or name != name.strip() or name.startswith("/") or ".." in name:
@@ -521,7 +526,9 @@ def next_fire_times(expression: str, timezone: str, after: datetime, count: int)
 
 def clear_caches() -> None:
     """Forget everything compiled, as a new process would (benchmarks measure cold ticks)."""
-    for cached in (compile_schedule, compile_expression, zone_year, _parse_field, _weekday_days, _day_minutes):
+    for cached in (
+        compile_schedule, compile_expression, validate_timezone, zone_year, _parse_field, _weekday_days, _day_minutes
+    ):
         cached.cache_clear()
     _MONTHS.clear()
     _CIVIL.clear()

@@ -20,6 +20,17 @@ def test_on_time_fire_time_is_sent_under_every_policy() -> None:
         assert plan.to_send == tuple(minutes_ago(0)), policy
 
 
+def test_every_on_time_fire_time_is_sent_whatever_the_policy_and_window() -> None:
+    now = datetime(2026, 11, 28, 12, 1, tzinfo=UTC)
+    due = [now - timedelta(seconds=60), now]  # 60 s late is still on time
+    for policy in ("latest", "all", "none"):
+        for window in (10, 86400):
+            plan = plan_fire_times(due, now, policy, window)
+            assert (plan.to_send, plan.drops, plan.resume_from) == (tuple(due), (), None), (policy, window)
+    late = plan_fire_times([now - timedelta(seconds=61), now], now, "none", 86400)
+    assert late.to_send == (now,) and late.dropped == (now - timedelta(seconds=61),)
+
+
 def test_latest_sends_only_the_most_recent_missed_time() -> None:
     plan = plan_fire_times(minutes_ago(30, 20, 10), NOW, "latest", 86400)
     assert plan.to_send == (minutes_ago(10)[0],)
