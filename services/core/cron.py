@@ -305,12 +305,17 @@ def next_wall_time(compiled: CompiledCron, wall: int, last_year: int) -> int | N
     the day each jump straight to their next matching value, carrying into the next year or
     month when none is left, and the day's first matching minute is taken.
     """
+    # The first test is the hot path of every call: the caches are read inline, not through
+    # `_civil`, `days_in` and `_lowest_bit` (a call costs as much as the arithmetic here).
     day, rest = divmod(wall, _DAY)
-    year, month, day_of_month = _civil(day)
-    if compiled.days_in(year, month) >> day_of_month & 1:
+    year, month, day_of_month = _CIVIL.get(day) or _civil(day)
+    days = compiled.month_days.get(year * 16 + month)
+    if days is None:
+        days = compiled.days_in(year, month)
+    if days >> day_of_month & 1:
         bits = compiled.day_minutes >> (rest // 60)
         if bits:
-            return wall + _lowest_bit(bits) * 60
+            return wall + ((bits & -bits).bit_length() - 1) * 60
     day_of_month += 1
     while year <= last_year:
         bits = compiled.months >> month
@@ -426,7 +431,8 @@ def next_instant(schedule: Schedule, start: int, limit: int, last_year: int | No
     fixed = compiled.fixed_time
     known_low = known_wall = None  # the last wall search: no match in [known_low, known_wall)
     while start <= limit:
-        year = _utc_year(start)
+        index = bisect_right(_YEAR_STARTS, start)  # `_utc_year`, inline on the hot path
+        year = _FIRST_YEAR + index - 1 if 0 < index < len(_YEAR_STARTS) else _utc_year(start)
         if last_year is None:
             last_year = year + HORIZON_YEARS
         table = zone_year(zone, year)
