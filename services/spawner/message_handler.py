@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus, Overlap, Schedule, Workflow
+from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus, Overlap
 from services.core.executions import (
     NewExecution,
     finish_execution,
@@ -86,20 +86,12 @@ class Target:
         return pool if isinstance(pool, str) else None
 
 
-_WORKFLOWS, _SCHEDULES = Workflow.__table__, Schedule.__table__
-# Built once: the spawner runs it for every message (see services.core.executions).
-_FIND_TARGET = (
-    select(
-        _WORKFLOWS.c.id,
-        _WORKFLOWS.c.timeout_seconds,
-        _WORKFLOWS.c.definition["concurrency"],
-        _WORKFLOWS.c.definition["pool"],
-        _SCHEDULES.c.id,
-        _SCHEDULES.c.overlap,
-    )
-    .select_from(_WORKFLOWS.outerjoin(_SCHEDULES, _SCHEDULES.c.id == bindparam("schedule_id")))
-    .where(_WORKFLOWS.c.id == bindparam("workflow_id"))
-)
+# Plain SQL, as the statements of services.core.executions: the spawner runs it for every message.
+_FIND_TARGET = """
+SELECT w.id, w.timeout_seconds, w.definition -> 'concurrency', w.definition -> 'pool', s.id, s.overlap
+FROM workflows AS w LEFT OUTER JOIN schedules AS s ON s.id = %(schedule_id)s
+WHERE w.id = %(workflow_id)s
+"""
 
 
 def find_target(session: Session, run: RunMessage) -> Target | None:
@@ -108,7 +100,8 @@ def find_target(session: Session, run: RunMessage) -> Target | None:
     Only the columns used, not the whole definition: a workflow with many steps would otherwise
     be read and parsed for every message.
     """
-    row = session.execute(_FIND_TARGET, {"workflow_id": run.workflow_id, "schedule_id": run.schedule_id}).first()
+    parameters = {"workflow_id": run.workflow_id, "schedule_id": run.schedule_id}
+    row = session.connection().exec_driver_sql(_FIND_TARGET, parameters).first()
     if row is None:
         return None
     definition = {key: value for key, value in (("concurrency", row[2]), ("pool", row[3])) if value is not None}
