@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from bench.common import fresh_database  # noqa: E402
+from bench.common import check_target, fresh_database  # noqa: E402
 from services.core.settings import libpq_url  # noqa: E402
 
 WORKFLOW = """
@@ -185,8 +185,9 @@ def main() -> int:
     args = parser.parse_args()
     result = run(args.schedules, args.minutes, args.manual, args.concurrency)
     print("local soak: " + ", ".join(f"{k} {v}" for k, v in result.items()))
-    healthy = result["lost"] == 0 and result["duplicated"] == 0 and result["not_finished"] == 0
-    return 0 if healthy else 1
+    healthy = [check_target(f"soak, runs {what}", result[key], "runs", 0)
+               for what, key in (("lost", "lost"), ("duplicated", "duplicated"), ("not finished", "not_finished"))]
+    return 0 if all(healthy) else 1
 
 
 if __name__ == "__main__":

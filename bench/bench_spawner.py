@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fresh_database  # noqa: E402
+from bench.common import check_target, fresh_database  # noqa: E402
 from services.core.db.models import Trigger, Workflow  # noqa: E402
 from services.core.db.session import session_factory  # noqa: E402
 from services.core.messages import RunMessage, manual_dedup_key  # noqa: E402
@@ -39,6 +39,10 @@ from services.core.settings import (
 from services.local.embedded import DUMMY_AWS_ENV, create_queues, free_port  # noqa: E402
 from services.spawner.runner_template import DEFAULT_TEMPLATE_PATH  # noqa: E402
 from services.spawner.service import build_spawner  # noqa: E402
+
+TARGET_CONCURRENCY = 8
+TARGET_JOBS_PER_SECOND = 50
+TARGET_CPU_MS = 5.0
 
 # kmock records every request for test assertions and scans that whole record on each new
 # request to find the reaction that applies, so its cost per request grows with the number served
@@ -216,16 +220,22 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
+    met = True
     with fresh_database() as database_url:
         for concurrency in args.concurrency:
             elapsed, cpu = run_once(database_url, args.messages, concurrency)
+            rate, cpu_ms = args.messages / elapsed, cpu * 1000 / args.messages
             print(
                 f"spawner concurrency={concurrency}: {args.messages} messages → {args.messages} Jobs "
-                f"in {elapsed:.2f}s = {args.messages / elapsed:.1f} messages/s, "
-                f"{cpu * 1000 / args.messages:.1f} ms CPU per message (target at 8: >= 50 Jobs/s, <= 5 ms)",
+                f"in {elapsed:.2f}s = {rate:.1f} messages/s, {cpu_ms:.1f} ms CPU per message",
                 flush=True,
             )
-    return 0
+            if concurrency == TARGET_CONCURRENCY:
+                met &= check_target(f"spawner, Jobs/s at concurrency {concurrency}", rate, "Jobs/s",
+                                    TARGET_JOBS_PER_SECOND, at_least=True)
+                met &= check_target(f"spawner, CPU per message at concurrency {concurrency}", cpu_ms, "ms",
+                                    TARGET_CPU_MS)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,21 @@ from contextlib import AbstractContextManager, contextmanager
 from services.core.queue import Queue, sqs_client
 from services.local.embedded import DUMMY_AWS_ENV, create_queues, scratch_database, start_sqs
 
+#: Every benchmark prints each of its targets on one line starting with this; `make bench`
+#: (bench/run_all.py) collects those lines into its summary.
+TARGET_PREFIX = "target: "
+
+
+def check_target(what: str, value: float, unit: str, limit: float, *, at_least: bool = False) -> bool:
+    """Print `target: WHAT: VALUE UNIT (target <= LIMIT): met|MISSED` and return whether it is met.
+
+    `at_least` for a rate or a ratio that must reach `limit` rather than stay under it.
+    """
+    met = value >= limit if at_least else value <= limit
+    print(f"{TARGET_PREFIX}{what}: {value:,.2f} {unit} (target {'>=' if at_least else '<='} {limit:g} {unit}): "
+          f"{'met' if met else 'MISSED'}", flush=True)
+    return met
+
 
 def fresh_database() -> AbstractContextManager[str]:
     """A migrated database on BENCH_DATABASE_URL's (or TEST_DATABASE_URL's) server, else embedded."""
