@@ -65,18 +65,19 @@ class NewExecution:
 # The spawner runs these for every message, so they are plain SQL run on the session's
 # connection: no ORM identity map, and no statement compiled or parameters processed per call
 # (a SQLAlchemy Core statement costs about twice the CPU of this, which is a round trip's).
-_INSERT_EXECUTION = """
+_PENDING, _STARTING = ExecutionStatus.PENDING.value, ExecutionStatus.STARTING.value
+_INSERT_EXECUTION = f"""
 INSERT INTO executions (id, workflow_id, schedule_id, trigger, scheduled_for, dedup_key, attempt,
                         retry_of, rerun_of, rerun_from_step, status, input)
 VALUES (%(id)s, %(workflow_id)s, %(schedule_id)s, %(trigger)s, %(scheduled_for)s, %(dedup_key)s,
-        %(attempt)s, %(retry_of)s, %(rerun_of)s, %(rerun_from_step)s, 'pending', %(input)s)
+        %(attempt)s, %(retry_of)s, %(rerun_of)s, %(rerun_from_step)s, '{_PENDING}', %(input)s)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id, dedup_key, status, input
 """
 _BY_DEDUP_KEY = "SELECT id, dedup_key, status, input FROM executions WHERE dedup_key = %(dedup_key)s"
-_MARK_STARTING = """
-UPDATE executions SET status = 'starting', job_name = %(job_name)s, updated_at = %(now)s
-WHERE id = %(execution_id)s AND status = 'pending'
+_MARK_STARTING = f"""
+UPDATE executions SET status = '{_STARTING}', job_name = %(job_name)s, updated_at = %(now)s
+WHERE id = %(execution_id)s AND status = '{_PENDING}'
 """
 
 
