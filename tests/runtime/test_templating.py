@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from services.runtime.templating import TemplateError, evaluate_condition, render_value, with_paths
@@ -78,3 +81,17 @@ def test_templates_cannot_exhaust_memory_or_cpu(template: str, message: str) -> 
 
 def test_ordinary_arithmetic_still_works() -> None:
     assert render_value("{{ 'ab' * 3 }}|{{ 2 ** 10 }}|{{ input.n * 2.5 }}|{{ 1.5 ** 2 }}", CONTEXT) == "ababab|1024|5.0|2.25"
+
+
+def test_the_template_engine_is_loaded_only_for_a_template() -> None:
+    # The runner starts faster when a workflow's parameters are plain: Jinja2 is a tenth of its start-up.
+    probe = (
+        "import sys\n"
+        "from services.runtime import runner\n"
+        "from services.runtime.templating import evaluate_condition, render_value\n"
+        "render_value({'url': 'https://example.com', 'n': [1, 'a']}, {}); evaluate_condition(True, {})\n"
+        "print('jinja2' in sys.modules)\n"
+        "print(render_value('{{ 1 + 1 }}', {}), 'jinja2' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split("\n")[:2] == ["False", "2 True"]
