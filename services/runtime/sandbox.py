@@ -232,8 +232,6 @@ _ENV.filters.update(
 )
 
 
-
-
 def evaluate_expression(expression: str, context: Mapping[str, Any]) -> Any:
     """One Jinja expression (no braces), evaluated to its native value; an undefined name raises."""
     value = _ENV.compile_expression(expression, undefined_to_none=False)(**context)
