@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
 from services.core import audit
@@ -81,12 +81,17 @@ WHERE id = %(execution_id)s AND status = '{_PENDING}'
 """
 
 
-def insert_execution(session: Session, message: RunMessage) -> tuple[NewExecution, bool]:
+def _connection_of(db: Session | Connection) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def insert_execution(db: Session | Connection, message: RunMessage) -> tuple[NewExecution, bool]:
     """Insert the execution for a message by its dedup key; returns (execution, created).
 
     A duplicate delivery finds the existing row (created False) instead of a second record.
+    In a session's transaction, or on a connection (the spawner's, which needs no ORM session).
     """
-    connection = session.connection()
+    connection = _connection_of(db)
     row = connection.exec_driver_sql(
         _INSERT_EXECUTION,
         {
@@ -109,9 +114,9 @@ def insert_execution(session: Session, message: RunMessage) -> tuple[NewExecutio
     return NewExecution(*row), created
 
 
-def mark_starting(session: Session, execution_id: uuid.UUID, job_name: str) -> bool:
+def mark_starting(db: Session | Connection, execution_id: uuid.UUID, job_name: str) -> bool:
     """`pending` → `starting` with its Job's name (the spawner's per-message `transition`)."""
-    result = session.connection().exec_driver_sql(
+    result = _connection_of(db).exec_driver_sql(
         _MARK_STARTING, {"execution_id": execution_id, "job_name": job_name, "now": now_utc()}
     )
     return result.rowcount == 1
