@@ -62,9 +62,9 @@ class NewExecution:
     input: dict[str, Any] | None
 
 
-# The spawner runs these for every message, so they are plain SQL run on the session's
-# connection: no ORM identity map, and no statement compiled or parameters processed per call
-# (a SQLAlchemy Core statement costs about twice the CPU of this, which is a round trip's).
+# The spawner runs these for every message, so they are plain SQL run on the caller's connection
+# (a session's, or the spawner's pooled one): no ORM identity map, and no statement compiled or
+# parameters processed per call (a SQLAlchemy Core statement costs about twice the CPU of this).
 _PENDING, _STARTING = ExecutionStatus.PENDING.value, ExecutionStatus.STARTING.value
 _INSERT_EXECUTION = f"""
 INSERT INTO executions (id, workflow_id, schedule_id, trigger, scheduled_for, dedup_key, attempt,
