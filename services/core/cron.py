@@ -431,8 +431,8 @@ def next_instant(schedule: Schedule, start: int, limit: int, last_year: int | No
     fixed = compiled.fixed_time
     known_low = known_wall = None  # the last wall search: no match in [known_low, known_wall)
     while start <= limit:
-        index = bisect_right(_YEAR_STARTS, start)  # `_utc_year`, inline on the hot path
-        year = _FIRST_YEAR + index - 1 if 0 < index < len(_YEAR_STARTS) else _utc_year(start)
+        index = bisect_right(_YEAR_STARTS, start)  # the UTC year of `start`, by table when it can
+        year = _FIRST_YEAR + index - 1 if 0 < index < len(_YEAR_STARTS) else _civil(start // _DAY)[0]
         if last_year is None:
             last_year = year + HORIZON_YEARS
         table = zone_year(zone, year)
@@ -459,16 +459,10 @@ def next_instant(schedule: Schedule, start: int, limit: int, last_year: int | No
     return None
 
 
+# The first instant of each UTC year from 1900 to 2400: `next_instant` finds an instant's year by
+# bisection (the calendar, through `_civil`, only outside that range).
 _FIRST_YEAR = 1900
 _YEAR_STARTS = [(date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY for year in range(_FIRST_YEAR, 2401)]
-
-
-def _utc_year(instant: int) -> int:
-    """The UTC year of an instant (seconds since 1970)."""
-    index = bisect_right(_YEAR_STARTS, instant)
-    if 0 < index < len(_YEAR_STARTS):
-        return _FIRST_YEAR + index - 1
-    return _civil(instant // _DAY)[0]
 
 
 def fire_times(expression: str, timezone: str, start: datetime, end: datetime) -> tuple[datetime, ...]:
