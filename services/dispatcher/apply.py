@@ -16,13 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Schedule, Workflow
 from services.core.documents import load_documents, read_file
 from services.core.errors import UserError
-from services.core.ledger import delete_fire_times
 from services.core.workflows import apply_workflow, check_step_types, validate_workflow
 from services.dispatcher import schedules as schedule_service
 
@@ -171,8 +170,7 @@ def apply_documents(
         stale = list(session.execute(select(Schedule.id, Schedule.name).where(Schedule.name.not_in(declared))))
         if stale:
             ids: list[uuid.UUID] = [row.id for row in stale]
-            delete_fire_times(session, ids)
-            session.execute(delete(Schedule).where(Schedule.id.in_(ids)))
+            schedule_service.delete_schedules(session, ids)
         changes.extend(Change("Schedule", row.name, "pruned") for row in sorted(stale, key=lambda r: r.name))
     session.flush()
     return changes

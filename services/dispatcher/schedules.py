@@ -8,6 +8,7 @@ expressions, on an interval, or once (`at`), optionally bounded by `start_at`/`e
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -420,8 +421,13 @@ def resume_schedule(
 def delete_schedule(session: Session, name: str, *, actor: str = audit.SYSTEM_ACTOR) -> None:
     schedule = get_schedule(session, name, for_update=True)
     audit.record(session, actor, "schedule.delete", "schedule", name)
-    delete_fire_times(session, [schedule.id])
-    session.execute(delete(Schedule).where(Schedule.id == schedule.id))
+    delete_schedules(session, [schedule.id])
+
+
+def delete_schedules(session: Session, schedule_ids: Sequence[uuid.UUID]) -> None:
+    """Delete schedules with their fire-time ledger (which has no foreign key to cascade)."""
+    delete_fire_times(session, schedule_ids)
+    session.execute(delete(Schedule).where(Schedule.id.in_(schedule_ids)))
 
 
 def preview_fire_times(schedule: Schedule, count: int, after: datetime | None = None) -> list[datetime]:
