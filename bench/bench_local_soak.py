@@ -17,6 +17,8 @@ fire time (or enqueue time) to `running`; and runs per minute.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import signal
@@ -69,11 +71,15 @@ def start_platform(state: Path, database_url: str, concurrency: int) -> tuple[su
 
 
 def wfctl(*args: str) -> None:
+    """Run one wfctl command in this process; its output is shown only when it fails (the soak
+    creates and pauses every schedule one by one, which would bury the figures)."""
     from services.cli.main import main
 
-    code = main(list(args))
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = main(list(args))
     if code != 0:
-        raise SystemExit(f"wfctl {' '.join(args)} exited {code}")
+        raise SystemExit(f"wfctl {' '.join(args)} exited {code}:\n{output.getvalue()}")
 
 
 def next_minute(now: datetime) -> datetime:
