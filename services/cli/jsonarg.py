@@ -18,7 +18,12 @@ def read_json_argument(value: str | None, field: str) -> str | None:
     if value is None:
         return None
     if value == "-":
-        return sys.stdin.read()
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError:  # before ValueError, of which it is a kind
+            raise UserError(field, "standard input is not UTF-8 text") from None
+        except (OSError, ValueError) as exc:  # not readable, or closed (ValueError)
+            raise UserError(field, f"cannot read standard input: {exc}") from None
     if value.startswith("@"):
         path = Path(value[1:])
         try:

@@ -217,3 +217,32 @@ def test_json_options_take_a_file_and_stdin(workflow, queues, wfctl, tmp_path: P
     assert wfctl("run", "report", "--input", "-").code == 0
     [message] = queues.drain()
     assert '"run":"stdin"' in message["Body"]
+
+
+class UnreadableInput(io.StringIO):
+    """Standard input that cannot be read: closed by the caller, or a stream of bytes that are not UTF-8."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def read(self, size: int | None = -1) -> str:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (OSError(9, "Bad file descriptor"), "error: input: cannot read standard input: [Errno 9] Bad file descriptor"),
+        (ValueError("I/O operation on closed file."), "error: input: cannot read standard input: I/O operation"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "error: input: standard input is not UTF-8"),
+    ],
+)
+def test_an_unreadable_standard_input_is_a_one_line_error(
+    workflow, queues, wfctl, monkeypatch, error: Exception, message: str
+) -> None:
+    monkeypatch.setattr("sys.stdin", UnreadableInput(error))
+    refused = wfctl("run", "report", "--input", "-")
+    assert refused.code == 2
+    assert refused.err.startswith(message) and len(refused.err.strip().splitlines()) == 1, refused.err
+    assert queues.drain() == []

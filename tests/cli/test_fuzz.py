@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -260,6 +260,10 @@ def _run_inputs(fuzzer: Fuzzer, count: int, queues) -> None:
 
     @fuzz_settings(count)
     @given(input_text=input_texts)
+    # Always tried, not only when generated: `-` reads standard input, here pytest's unreadable
+    # one, and `@` names a file that is a folder.
+    @example(input_text="-")
+    @example(input_text="@")
     def run(input_text: str) -> None:
         nonlocal accepted
         result = fuzzer.check("run", "good", "--input", input_text)
