@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from services.cli.context import settings
+from services.cli.jsonarg import read_standard_input
 from services.cli.render import OUTPUT_OPTION, OutputFormat, to_json
 from services.core.db.session import session_factory
 from services.dispatcher.apply import apply_documents, parse_documents, read_manifests
@@ -23,7 +23,7 @@ def apply(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Create, update (and with --prune delete) workflows and schedules to match the files, all or nothing."""
-    sources = [("-", sys.stdin.read())] if str(file) == "-" else read_manifests(file)
+    sources = [("-", read_standard_input("file"))] if str(file) == "-" else read_manifests(file)
     documents = parse_documents(sources)
     known = None
     if not allow_unknown_step_types:

@@ -13,17 +13,23 @@ from typing import Any
 from services.core.errors import UserError
 
 
+def read_standard_input(field: str) -> str:
+    """All of standard input as text, for an option given as `-`; a one-line error naming
+    `field` when it cannot be read (closed, not UTF-8)."""
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:  # before ValueError, of which it is a kind
+        raise UserError(field, "standard input is not UTF-8 text") from None
+    except (OSError, ValueError) as exc:  # not readable, or closed (ValueError)
+        raise UserError(field, f"cannot read standard input: {exc}") from None
+
+
 def read_json_argument(value: str | None, field: str) -> str | None:
     """The JSON text an option names: itself, the contents of `@FILE`, or stdin for `-`."""
     if value is None:
         return None
     if value == "-":
-        try:
-            return sys.stdin.read()
-        except UnicodeDecodeError:  # before ValueError, of which it is a kind
-            raise UserError(field, "standard input is not UTF-8 text") from None
-        except (OSError, ValueError) as exc:  # not readable, or closed (ValueError)
-            raise UserError(field, f"cannot read standard input: {exc}") from None
+        return read_standard_input(field)
     if value.startswith("@"):
         path = Path(value[1:])
         try:

@@ -246,3 +246,13 @@ def test_an_unreadable_standard_input_is_a_one_line_error(
     assert refused.code == 2
     assert refused.err.startswith(message) and len(refused.err.strip().splitlines()) == 1, refused.err
     assert queues.drain() == []
+
+
+def test_apply_reads_manifests_from_standard_input(db, wfctl, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(WORKFLOW_DOC + "---" + SCHEDULES_DOC))
+    applied = wfctl("apply", "-f", "-")
+    assert applied.code == 0, applied.err
+    assert {row["name"] for row in wfctl("schedules", "list", "-o", "json").json()} == {"nightly", "twice", "often"}
+    monkeypatch.setattr("sys.stdin", UnreadableInput(OSError(9, "Bad file descriptor")))
+    refused = wfctl("apply", "-f", "-")
+    assert refused.code == 2 and refused.err.startswith("error: file: cannot read standard input"), refused.err
