@@ -124,6 +124,7 @@ Spawner(
         queue_url=queue.queue_url,
         dlq_url=queue.dlq_url,
         runner_template_name=runner.template_name,
+        runner_template_checksum=runner.template_checksum,
         database_secret_name=platform_secrets.database_secret_name,
         aws_access=access.spawner,
     ),

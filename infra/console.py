@@ -138,8 +138,10 @@ class Console(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=contract.CONSOLE_DEPLOYMENT, namespace=args.namespace, labels=labels
             ),
+            # One pod down at a time: with two replicas one keeps serving through a drain, and a
+            # stack that runs one replica can still be drained (`minAvailable: 1` would block it).
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )

@@ -5,12 +5,18 @@ the PodTemplate named by RUNNER_TEMPLATE_NAME, copies its `template`, adds the p
 (name, `workflow-id`/`execution-id` labels, `ttlSecondsAfterFinished`, `backoffLimit`,
 `activeDeadlineSeconds`) and the per-run variables WORKFLOW_ID, EXECUTION_ID and WORKFLOW_INPUT.
 Everything that is the same for every run lives here, so image, resources and security are
-changed by `pulumi up` and never by redeploying the spawner's code.
+changed by `pulumi up` and never by redeploying the spawner's code. The spawner reads the
+template when it starts; `template_checksum` goes into the spawner's pod annotations, so a
+`pulumi up` that changes the template also rolls the spawner onto it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -19,6 +25,12 @@ from infra import env, pod_security
 from infra.config import ResourceSpec
 from infra.labels import component_labels
 from services import contract
+
+
+def template_checksum(template: Mapping[str, Any]) -> str:
+    """SHA-256 of the pod template's canonical JSON. It holds secret names, never secret values."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class RunnerTemplate(pulumi.ComponentResource):
     """The PodTemplate plus the runner's own token-less ServiceAccount."""
 
     template_name: pulumi.Output[str]
+    template_checksum: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: RunnerTemplateArgs, opts: pulumi.ResourceOptions | None = None
@@ -93,4 +106,5 @@ class RunnerTemplate(pulumi.ComponentResource):
         )
 
         self.template_name = template.metadata.name
-        self.register_outputs({"templateName": self.template_name})
+        self.template_checksum = template.template.apply(template_checksum)
+        self.register_outputs({"templateName": self.template_name, "templateChecksum": self.template_checksum})

@@ -2,8 +2,9 @@
 
 It long-polls SQS, records the execution in Postgres and creates one Job per message from the
 runner template (docs/architecture.md). Its RBAC is exactly what that needs, in its own namespace only:
-create/inspect/delete Jobs, read their Pods (to reconcile outcomes the runner could not report)
-and read the one PodTemplate it builds Jobs from.
+create, list and delete Jobs, list their Pods (to reconcile outcomes the runner could not report)
+and read the one PodTemplate it builds Jobs from. It reads that template when it starts, so its
+pods carry the template's checksum: a deploy that changes the template rolls the spawner.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from infra.labels import component_labels
 from services import contract
 
 HEALTH_PORT = 8080
+#: The spawner pod annotation holding the runner template's checksum (RunnerTemplate.template_checksum).
+RUNNER_TEMPLATE_CHECKSUM_ANNOTATION = "workflow-runtime/runner-template-checksum"
 #: The spawner finishes its current message after SIGTERM; one long-poll is up to 20 s, so a
 #: minute leaves room for the poll, the database write and the Job creation.
 TERMINATION_GRACE_PERIOD_SECONDS = 60
@@ -31,12 +34,12 @@ def spawner_role_rules(template_name: pulumi.Input[str]) -> list[k8s.rbac.v1.Pol
         k8s.rbac.v1.PolicyRuleArgs(
             api_groups=["batch"],
             resources=["jobs"],
-            verbs=["create", "get", "list", "watch", "delete"],
+            verbs=["create", "list", "delete"],
         ),
         k8s.rbac.v1.PolicyRuleArgs(
             api_groups=[""],
             resources=["pods"],
-            verbs=["get", "list", "watch"],
+            verbs=["list"],
         ),
         k8s.rbac.v1.PolicyRuleArgs(
             api_groups=[""],
@@ -55,6 +58,8 @@ class SpawnerArgs:
     queue_url: pulumi.Input[str]
     dlq_url: pulumi.Input[str]
     runner_template_name: pulumi.Input[str]
+    #: Changes whenever the runner template does; rolls the spawner's pods (it reads the template at start).
+    runner_template_checksum: pulumi.Input[str]
     database_secret_name: pulumi.Input[str]
     aws_access: AwsAccess
     resources: ResourceSpec = field(
@@ -95,7 +100,7 @@ class Spawner(pulumi.ComponentResource):
             rules=spawner_role_rules(args.runner_template_name),
             opts=child,
         )
-        k8s.rbac.v1.RoleBinding(
+        role_binding = k8s.rbac.v1.RoleBinding(
             f"{name}-role-binding",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=contract.SPAWNER_ROLE, namespace=args.namespace, labels=labels
@@ -154,6 +159,7 @@ class Spawner(pulumi.ComponentResource):
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(HEALTH_PORT),
                             "prometheus.io/path": "/metrics",
+                            RUNNER_TEMPLATE_CHECKSUM_ANNOTATION: args.runner_template_checksum,
                         },
                     ),
                     spec=pod_security.restricted_pod_spec(
@@ -165,7 +171,9 @@ class Spawner(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=child,
+            # Its first act is reading the runner template: without the binding it would crash-loop
+            # on HTTP 403 until the binding exists.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_binding]),
         )
 
         self.deployment_name = deployment.metadata.name

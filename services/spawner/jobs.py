@@ -3,8 +3,10 @@
 Everything that is the same for every run (image, command, resources, secrets, security) comes
 from the template the platform deploys; everything that differs per run (name, labels, deadline,
 WORKFLOW_ID / EXECUTION_ID / WORKFLOW_INPUT) is added here. The contract rows the design fixes
-(restricted pod security, `backoffLimit: 0`, the TTL, …) are enforced here whatever the template
-says, so a template edited by hand can never produce a Job that breaks them.
+(restricted pod security on every container, `backoffLimit: 0`, the TTL, …) are enforced here
+whatever the template says, so a template edited by hand can never produce a Job that breaks
+them; what no override can make restricted (a root user, a host port, a hostPath volume) is
+refused, in one line, when the spawner starts.
 """
 
 from __future__ import annotations
@@ -109,6 +111,32 @@ def inline_input(payload: Mapping[str, Any] | None) -> str | None:
     return text if len(text.encode()) <= MAX_INLINE_INPUT_BYTES else None
 
 
+#: Volume types the restricted Pod Security Standard allows; any other (hostPath, nfs, …) is refused.
+RESTRICTED_VOLUME_TYPES = frozenset(
+    {"config_map", "csi", "downward_api", "empty_dir", "ephemeral", "persistent_volume_claim", "projected", "secret"}
+)
+
+
+def _refuse_unrestricted(spec: V1PodSpec) -> None:
+    """Refuse, with a one-line reason, what the builder cannot make restricted by overriding a
+    field: a root user, a host port, a volume type the restricted profile forbids. Better at
+    start-up than a Job the namespace's admission rejects after it exists."""
+    containers = [*(spec.containers or []), *(spec.init_containers or [])]
+    for context, where in [(spec.security_context, "the pod"), *((c.security_context, c.name) for c in containers)]:
+        if context is not None and context.run_as_user == 0:
+            raise TemplateError(f"{where} runs as user 0 (root); the runner Job must run as non-root")
+    for container in containers:
+        if any(port.host_port for port in container.ports or []):
+            raise TemplateError(f"container {container.name!r} asks for a host port")
+    for volume in spec.volumes or []:
+        kinds = [kind for kind, value in volume if value is not None and kind != "name"]
+        if not kinds or any(kind not in RESTRICTED_VOLUME_TYPES for kind in kinds):
+            kind = ", ".join(kinds) or "none"
+            raise TemplateError(f"volume {volume.name!r} is of a type ({kind}) that restricted pods may not use")
+        if volume.name == TMP_VOLUME and volume.empty_dir is None:
+            raise TemplateError(f"volume {TMP_VOLUME!r} must be an emptyDir (it is the runner's writable /tmp)")
+
+
 def _pod_security(current: V1PodSecurityContext | None) -> V1PodSecurityContext:
     context = current.model_copy(deep=True) if current else V1PodSecurityContext()
     context.run_as_non_root = True
@@ -166,6 +194,13 @@ def _with_tmp_mount(mounts: list[V1VolumeMount] | None) -> list[V1VolumeMount]:
     return result
 
 
+def _hardened(container: V1Container) -> V1Container:
+    """Any other container of the template (a sidecar, an init container): the same security."""
+    result = container.model_copy(deep=True)
+    result.security_context = _container_security(container.security_context)
+    return result
+
+
 def _runner_container(container: V1Container) -> V1Container:
     result = container.model_copy(deep=True)
     result.env = _env(container.env)
@@ -179,11 +214,15 @@ def _runner_pod(template: RunnerTemplate) -> V1PodTemplateSpec:
     """The template's pod with the contract applied and no per-run parts: the same for every run."""
     source = template.pod
     spec: V1PodSpec = source.spec.model_copy(deep=True) if source.spec else V1PodSpec(containers=[])
+    _refuse_unrestricted(spec)
     spec.containers = [
-        _runner_container(c) if c.name == template.container_name else c for c in spec.containers
+        _runner_container(c) if c.name == template.container_name else _hardened(c) for c in spec.containers
     ]
+    if spec.init_containers:
+        spec.init_containers = [_hardened(c) for c in spec.init_containers]
     spec.restart_policy = RESTART_POLICY
     spec.automount_service_account_token = False
+    spec.host_network = spec.host_pid = spec.host_ipc = None  # the defaults: the pod's own namespaces
     spec.security_context = _pod_security(spec.security_context)
     spec.volumes = _with_tmp_volume(spec.volumes)
     metadata = V1ObjectMeta(

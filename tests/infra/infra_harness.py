@@ -70,6 +70,8 @@ class Recorded:
     urn: str = ""
     #: URN of the parent resource (a component, or the root stack).
     parent_urn: str = ""
+    #: URNs of the resources it was told to wait for (`depends_on`).
+    dependency_urns: tuple[str, ...] = ()
 
     @property
     def props(self) -> dict[str, Any]:
@@ -225,14 +227,17 @@ PRODUCTION_STACK_FILE = REPO_ROOT / "docs" / "Pulumi.production.example.yaml"
 
 
 class ParentRecordingMonitor(MockMonitor):
-    """The stock mock monitor, plus the parent of every registration (Mocks do not see it)."""
+    """The stock mock monitor, plus the parent and the dependencies of every registration
+    (Mocks do not see them)."""
 
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
         self.parents: dict[tuple[str, str], str] = {}
+        self.dependencies: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         self.parents[(request.type, request.name)] = request.parent
+        self.dependencies[(request.type, request.name)] = tuple(request.dependencies)
         return super().RegisterResource(request)
 
 
@@ -271,6 +276,7 @@ def run_program(config: dict[str, str], stack: str = "local") -> ProgramRun:
     for recorded in mocks.resources:
         recorded.urn = urns.get((recorded.type, recorded.name), "")
         recorded.parent_urn = monitor.parents.get((recorded.type, recorded.name), "")
+        recorded.dependency_urns = monitor.dependencies.get((recorded.type, recorded.name), ())
     return ProgramRun(resources=mocks.resources, exports=exports)
 
 

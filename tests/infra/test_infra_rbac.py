@@ -31,9 +31,9 @@ def test_role_rules_are_exactly_what_the_spawner_uses(any_run: ProgramRun) -> No
             {
                 "apiGroups": ["batch"],
                 "resources": ["jobs"],
-                "verbs": ["create", "get", "list", "watch", "delete"],
+                "verbs": ["create", "list", "delete"],
             },
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
             {
                 "apiGroups": [""],
                 "resources": ["podtemplates"],

@@ -107,6 +107,34 @@ def test_replicas_are_validated() -> None:
         run_program(stack_config(LOCAL_STACK_FILE, spawnerReplicas="-1"))
 
 
+def _template_checksum(run: ProgramRun) -> str:
+    annotations = run.one(DEPLOYMENT, "spawner-deployment").props["spec"]["template"]["metadata"]["annotations"]
+    return annotations["workflow-runtime/runner-template-checksum"]
+
+
+def test_spawner_rolls_when_the_runner_template_changes(local_run: ProgramRun, prebuilt_run: ProgramRun) -> None:
+    # The spawner reads the runner template when it starts: a deploy that changes the template
+    # must change the spawner's pod template too, or new Jobs keep the old image and resources.
+    checksum = _template_checksum(local_run)
+    assert len(checksum) == 64 and int(checksum, 16) >= 0
+    assert _template_checksum(run_program(stack_config(LOCAL_STACK_FILE))) == checksum  # deterministic
+    assert _template_checksum(run_program(stack_config(LOCAL_STACK_FILE, runnerMemoryLimit="1Gi"))) != checksum
+    new_runner_image = run_program(stack_config(
+        LOCAL_STACK_FILE, buildImages="false", dispatcherImage="registry.example/wr/dispatcher:1",
+        spawnerImage="registry.example/wr/spawner:1", runnerImage="registry.example/wr/runner:2",
+        consoleImage="registry.example/wr/console:1",
+    ))
+    assert _template_checksum(new_runner_image) not in (checksum, _template_checksum(prebuilt_run))
+    # A change that leaves the template alone does not roll the spawner through it.
+    assert _template_checksum(run_program(stack_config(LOCAL_STACK_FILE, spawnerReplicas="3"))) == checksum
+
+
+def test_spawner_waits_for_its_role_binding(any_run: ProgramRun) -> None:
+    # Its first act is reading the runner template, which the binding allows.
+    binding = any_run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    assert binding.urn in any_run.one(DEPLOYMENT, "spawner-deployment").dependency_urns
+
+
 def test_selector_matches_pod_labels(deployment: dict[str, Any]) -> None:
     selector = deployment["spec"]["selector"]["matchLabels"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -185,3 +185,46 @@ def test_jobs_of_one_builder_share_nothing_mutable(template):
     assert "EXTRA" not in env_of(second)
     assert "extra" not in second["spec"]["template"]["metadata"]["labels"]
     assert env_of(second)["EXECUTION_ID"]["value"] == str(second_execution.id)
+
+
+def test_every_container_of_a_lax_template_is_restricted():
+    """Sidecars, init containers and host namespaces of a template edited by hand: the Job the
+    builder makes from it still meets the restricted profile, and validates."""
+    document = _template_document()
+    spec = document["template"]["spec"]
+    runner = spec["containers"][0]
+    spec.update(hostNetwork=True, hostPID=True, hostIPC=True)
+    spec["containers"].append({"name": "sidecar", "image": "proxy:1", "securityContext": {"privileged": True}})
+    spec["initContainers"] = [{"name": "setup", "image": "busybox:1", "securityContext": {"privileged": True,
+                                                                                        "capabilities": {"add": ["SYS_ADMIN"]}}}]
+    doc = manifest(template_from_manifest(document))
+    pod = doc["spec"]["template"]["spec"]
+    assert not any(pod.get(key) for key in ("hostNetwork", "hostPID", "hostIPC"))
+    for container in [*pod["containers"], *pod["initContainers"]]:
+        security = container["securityContext"]
+        assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False, container["name"]
+        assert security["capabilities"] == {"drop": ["ALL"]} and security["runAsNonRoot"] is True
+        assert security["readOnlyRootFilesystem"] is True
+    assert runner_container(doc)["name"] == runner["name"]
+    kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda spec: spec["securityContext"].update(runAsUser=0), "the pod runs as user 0"),
+        (lambda spec: spec["containers"][0]["securityContext"].update(runAsUser=0), "runner runs as user 0"),
+        (lambda spec: spec["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
+         r"volume 'host' is of a type \(host_path\)"),
+        (lambda spec: spec.update(volumes=[{"name": "tmp", "hostPath": {"path": "/tmp"}}]), "volume 'tmp'"),
+        (lambda spec: spec.update(volumes=[{"name": "tmp", "configMap": {"name": "c"}}]),
+         "'tmp' must be an emptyDir"),
+        (lambda spec: spec["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]),
+         "container 'runner' asks for a host port"),
+    ],
+)
+def test_a_template_that_cannot_be_made_restricted_is_refused_at_start(change, reason):
+    document = _template_document()
+    change(document["template"]["spec"])
+    with pytest.raises(TemplateError, match=reason):
+        JobBuilder(template_from_manifest(document))
