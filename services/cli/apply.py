@@ -9,6 +9,7 @@ import typer
 from services.cli.context import settings
 from services.cli.jsonarg import read_standard_input
 from services.cli.render import OUTPUT_OPTION, OutputFormat, to_json
+from services.core.audit import cli_actor
 from services.core.db.session import session_factory
 from services.dispatcher.apply import apply_documents, parse_documents, read_manifests
 
@@ -32,7 +33,7 @@ def apply(
         known = known_step_types()
     session = session_factory(settings().require_database_url())()
     try:
-        changes = apply_documents(session, documents, prune=prune, known_step_types=known)
+        changes = apply_documents(session, documents, prune=prune, known_step_types=known, actor=cli_actor())
         if dry_run:
             session.rollback()  # validated and computed exactly as a real apply, then undone
         else:

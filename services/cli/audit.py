@@ -5,8 +5,12 @@ from __future__ import annotations
 import typer
 
 from services.cli.context import database
+from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
-from services.core.audit import event_row, list_events
+from services.core.audit import MAX_LIST, event_row, list_events
+from services.core.errors import UserError
+
+COLUMNS = ["at", "actor", "action", "target_kind", "target", "details"]
 
 app = typer.Typer(help="The audit trail of changes.", no_args_is_help=True)
 
@@ -20,6 +24,12 @@ def list_(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List audit events, newest first."""
+    if not 1 <= limit <= MAX_LIST:
+        raise UserError("limit", f"must be between 1 and {MAX_LIST}")
+    if (api := remote_api()) is not None:
+        rows = api.get("/audit", target_kind=kind, target=target, actor=actor, limit=limit)["items"]
+        emit_rows(rows, COLUMNS, output)
+        return
     with database() as session:
         rows = [event_row(e) for e in list_events(session, kind, target, actor, limit)]
-    emit_rows(rows, ["at", "actor", "action", "target_kind", "target", "details"], output)
+    emit_rows(rows, COLUMNS, output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from services.cli.context import database, work_queue
+from services.cli.jsonarg import read_json_argument
 from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.audit import cli_actor
@@ -18,6 +19,7 @@ from services.core.workflows import get_workflow
 app = typer.Typer(help="Workflow runs and their steps.", no_args_is_help=True)
 
 MAX_LIMIT = 10_000
+API_PAGE_SIZE = 200  # the API's largest page; longer lists are read a page at a time
 
 COLUMNS = [
     "id", "workflow", "trigger", "status", "attempt", "scheduled_for", "created_at", "duration_seconds", "reason",
@@ -37,7 +39,7 @@ def list_(
     if status is not None and status not in {s.value for s in ExecutionStatus}:
         raise UserError("status", f"{status!r} is not one of {', '.join(s.value for s in ExecutionStatus)}")
     if (api := remote_api()) is not None:
-        rows = api.get("/executions", workflow=workflow, status=status, limit=min(limit, 200))["items"]
+        rows = api.pages("/executions", limit, API_PAGE_SIZE, workflow=workflow, status=status)
         emit_rows(rows, COLUMNS, output)
         return
     with database() as session:
@@ -63,6 +65,9 @@ def show(execution_id: str, output: OutputFormat = OUTPUT_OPTION) -> None:
 @app.command("cancel")
 def cancel(execution_id: str) -> None:
     """Cancel a run that has not finished (a running one is stopped within seconds)."""
+    if (api := remote_api()) is not None:
+        typer.echo(api.post(f"/executions/{execution_id}/cancel")["message"])
+        return
     with database() as session:
         execution = find_execution(session, execution_id)
         if execution is None:
@@ -84,12 +89,18 @@ def rerun(
     from_step: str | None = typer.Option(
         None, "--from-step", help="Start at this step; earlier steps reuse their recorded outputs"
     ),
-    input_json: str | None = typer.Option(None, "--input", help="JSON object instead of the original input"),
+    input_json: str | None = typer.Option(
+        None, "--input", help="JSON object instead of the original input; @FILE reads a file, - reads stdin"
+    ),
 ) -> None:
     """Re-run a finished execution as a new one, whole or from a step."""
     from services.dispatcher.triggers import trigger_rerun
 
-    payload = parse_input(input_json) if input_json is not None else None
+    payload = parse_input(read_json_argument(input_json, "input")) if input_json is not None else None
+    if (api := remote_api()) is not None:
+        result = api.post(f"/executions/{execution_id}/rerun", {"from_step": from_step, "input": payload})
+        typer.echo(f"{result['message']} ({result['dedup_key']})")
+        return
     with database() as session:
         execution = find_execution(session, execution_id)
         if execution is None:

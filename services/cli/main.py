@@ -21,12 +21,16 @@ if TYPE_CHECKING:
 USAGE_ERROR = 2
 SERVICE_ERROR = 1
 # Failures of the services we talk to (unreachable database or queue, refused request): one
-# line for the user, not a traceback. Matched by module so the runner never imports boto3.
-_SERVICE_ERROR_MODULES = ("botocore.", "sqlalchemy.exc", "psycopg", "services.core.queue", "urllib3.", "httpx.")
+# line for the user, not a traceback. Matched by module (a package and its submodules) so the
+# runner never imports boto3.
+_SERVICE_ERROR_MODULES = (
+    "botocore", "sqlalchemy.exc", "psycopg", "services.core.queue", "services.cli.remote", "urllib3", "httpx",
+)
 
 
 def _is_service_error(error: Exception) -> bool:
-    return any(type(error).__module__.startswith(m) for m in _SERVICE_ERROR_MODULES)
+    module = type(error).__module__
+    return any(module == m or module.startswith(f"{m}.") for m in _SERVICE_ERROR_MODULES)
 
 
 def _one_line(error: Exception) -> str:

@@ -6,6 +6,7 @@ import typer
 
 from services.cli.context import database
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
+from services.core.audit import cli_actor
 from services.core.pools import check_pool, list_pools, set_pool
 
 app = typer.Typer(help="Concurrency pools: slots shared by the workflows that name them.", no_args_is_help=True)
@@ -19,7 +20,7 @@ def set_(
     """Create a pool or change its number of slots."""
     check_pool(name, slots)  # before touching the database: bad input changes nothing
     with database() as session:
-        created = set_pool(session, name, slots)
+        created = set_pool(session, name, slots, actor=cli_actor())
     typer.echo(f"pool {name} {'created' if created else 'updated'} ({slots} slot{'s' if slots != 1 else ''})")
 
 

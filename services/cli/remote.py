@@ -17,16 +17,24 @@ from services.core.settings import Settings
 TIMEOUT_SECONDS = 30.0
 
 
+class ApiUnreachable(Exception):
+    """The API did not answer (refused, timed out, TLS): a service error, exit status 1."""
+
+
 class RemoteApi:
     def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
         self.client = httpx.Client(
-            base_url=base_url.rstrip("/"),
+            base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "wfctl"},
             timeout=TIMEOUT_SECONDS,
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.client.request(method, f"/api/v1{path}", **kwargs)
+        try:
+            response = self.client.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as error:
+            raise ApiUnreachable(f"cannot reach the API at {self.base_url} ({type(error).__name__}: {error})") from None
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
@@ -36,6 +44,21 @@ class RemoteApi:
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def pages(self, path: str, limit: int, page_size: int, **params: Any) -> list[Any]:
+        """Up to `limit` items of a paginated list (`items`, `next_cursor`), a page at a time."""
+        items: list[Any] = []
+        cursor = None
+        while len(items) < limit:
+            page = self.get(path, limit=min(page_size, limit - len(items)), cursor=cursor, **params)
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor or not page["items"]:
+                break
+        return items[:limit]
 
 
 def _error(response: httpx.Response) -> UserError:
@@ -57,6 +80,8 @@ def remote_api(env: dict[str, str] | None = None) -> RemoteApi | None:
     url, token = settings.api_url, settings.api_token
     if not url:
         return None
+    if not url.startswith(("http://", "https://")):
+        raise UserError("WFCTL_API_URL", f"{url!r} is not an http:// or https:// URL")
     if not token:
         raise UserError("WFCTL_TOKEN", "is not set (WFCTL_API_URL is; create one with `wfctl tokens create`)")
     return RemoteApi(url, token)

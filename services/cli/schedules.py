@@ -128,7 +128,7 @@ def update(
         "jitter_seconds": jitter,
     }
     with database() as session:
-        schedule, changed = service.update_schedule(session, name, changes)
+        schedule, changed = service.update_schedule(session, name, changes, actor=cli_actor())
         data = service.schedule_summary(schedule)
     if output == OutputFormat.JSON:
         emit_object({**data, "changed": changed}, output)
@@ -187,6 +187,9 @@ def resume(name: str) -> None:
 @app.command("delete")
 def delete(name: str) -> None:
     """Delete a schedule (its execution history stays; its fire-time ledger goes)."""
+    if (api := remote_api()) is not None:
+        typer.echo(api.delete(f"/schedules/{name}")["message"])
+        return
     with database() as session:
         service.delete_schedule(session, name, actor=cli_actor())
     typer.echo(f"schedule {name} deleted")
@@ -199,6 +202,9 @@ def next_(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Preview the next fire times of any kind (UTC and the schedule's local time)."""
+    if (api := remote_api()) is not None:
+        emit_rows(api.get(f"/schedules/{name}", count=count)["next_fire_times"], ["utc", "local"], output)
+        return
     with database() as session:
         schedule = service.get_schedule(session, name)
         times = service.preview_fire_times(schedule, count)
@@ -216,6 +222,10 @@ def history(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """The fire-time ledger: each fire time, sent (and its execution) or dropped (and why)."""
+    if (api := remote_api()) is not None:
+        rows = api.get(f"/schedules/{name}/history", limit=limit, **{"from": start, "to": end})["items"]
+        emit_rows(rows, HISTORY_COLUMNS, output)
+        return
     with database() as session:
         rows = service.schedule_history(session, name, start, end, limit)
     emit_rows(rows, HISTORY_COLUMNS, output)

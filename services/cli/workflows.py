@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from services.cli.context import database
+from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
 from services.core.audit import cli_actor
 from services.core.documents import read_file
@@ -21,6 +22,8 @@ from services.core.workflows import (
 ALLOW_UNKNOWN_HELP = "Accept step types this installation does not know (the runner image provides them)"
 
 app = typer.Typer(help="Workflow definitions (YAML or JSON).", no_args_is_help=True)
+
+LIST_COLUMNS = ["name", "version", "steps", "timeout_seconds", "updated_at"]
 
 
 @app.command("apply")
@@ -42,6 +45,9 @@ def apply(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
     """List workflows."""
+    if (api := remote_api()) is not None:
+        emit_rows(api.get("/workflows")["items"], LIST_COLUMNS, output)
+        return
     with database() as session:
         rows = [
             {
@@ -54,12 +60,15 @@ def list_(output: OutputFormat = OUTPUT_OPTION) -> None:
             }
             for w in list_workflows(session)
         ]
-    emit_rows(rows, ["name", "version", "steps", "timeout_seconds", "updated_at"], output)
+    emit_rows(rows, LIST_COLUMNS, output)
 
 
 @app.command("show")
 def show(name: str, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Show one workflow with its definition."""
+    if (api := remote_api()) is not None:
+        emit_object(api.get(f"/workflows/{name}"), output)
+        return
     with database() as session:
         workflow = get_workflow(session, name)
         data = {

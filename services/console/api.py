@@ -385,7 +385,9 @@ def revoke_token(name: str, request: Request, principal: Principal = Depends(vie
 @router.get("/audit", summary="The audit trail, newest first")
 def list_audit(
     request: Request,
-    target_kind: str | None = Query(None, description="workflow, schedule, integration, token, dlq"),
+    target_kind: str | None = Query(
+        None, description="workflow, schedule, execution, integration, channel, pool, token, dlq"
+    ),
     target: str | None = Query(None, description="The object's name"),
     actor: str | None = Query(None),
     limit: int = Query(100, ge=1, le=1000),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from services.console.app import create_app
+from services.core.errors import UserError
 from services.core.settings import ConsoleSettings
 
 
@@ -23,14 +24,16 @@ def build_server(
     server = uvicorn.Server(config)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except socket.gaierror as error:
+        sock.close()
+        raise UserError("host", f"cannot resolve {host!r} ({error.strerror})") from None
+    except OSError as error:
+        sock.close()
+        raise UserError("port", f"cannot listen on {host}:{port} ({error.strerror})") from None
     sock.set_inheritable(True)
     return server, sock
-
-
-def serve_forever(settings: ConsoleSettings, database_url: str, host: str, port: int) -> None:
-    server, sock = build_server(settings, database_url, host, port)
-    server.run(sockets=[sock])
 
 
 @dataclass

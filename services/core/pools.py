@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from services.core import audit
 from services.core.db.models import SLOT_STATUSES, Execution, ExecutionStatus, Pool
 from services.core.errors import UserError
 
@@ -28,15 +29,20 @@ def check_pool(name: str, slots: int) -> None:
         raise UserError("slots", f"must be between 1 and {MAX_SLOTS}, got {slots}")
 
 
-def set_pool(session: Session, name: str, slots: int) -> bool:
+def set_pool(session: Session, name: str, slots: int, *, actor: str = audit.SYSTEM_ACTOR) -> bool:
     """Create the pool or change its slots; True when created. The caller commits."""
     check_pool(name, slots)
-    existed = session.get(Pool, name) is not None
+    existing = session.get(Pool, name)
+    existed, before = existing is not None, existing.slots if existing is not None else None
     session.execute(
         insert(Pool)
         .values(name=name, slots=slots)
         .on_conflict_do_update(index_elements=[Pool.name], set_={"slots": slots, "updated_at": datetime.now(UTC)})
     )
+    if not existed:
+        audit.record(session, actor, "pool.create", "pool", name, {"slots": slots})
+    elif before != slots:
+        audit.record(session, actor, "pool.update", "pool", name, {"slots": slots, "was": before})
     return not existed
 
 

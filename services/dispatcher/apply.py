@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.core import audit
 from services.core.db.models import Schedule, Workflow
 from services.core.documents import load_documents, read_file
 from services.core.errors import UserError
@@ -133,8 +134,11 @@ def apply_documents(
     prune: bool = False,
     known_step_types: Collection[str] | None = None,
     now: datetime | None = None,
+    actor: str = audit.SYSTEM_ACTOR,
 ) -> list[Change]:
     """Apply every document in the caller's transaction; returns the diff, in document order.
+
+    Every change is audited under `actor`, in the same transaction (a dry run rolls both back).
 
     Workflows first (schedules refer to them), then schedules, then pruning. Raises `UserError`
     naming `file[index].field` at the first bad document; the caller rolls back.
@@ -148,7 +152,7 @@ def apply_documents(
             _located(doc.where, lambda d=definition: check_step_types(d, known_step_types))
         existing = session.scalar(select(Workflow).where(Workflow.name == doc.name))
         action, fields_changed = _workflow_changes(existing, definition)
-        apply_workflow(session, definition)
+        apply_workflow(session, definition, actor=actor)
         changes.append(Change("Workflow", doc.name, action, fields_changed))
     session.flush()
     declared: set[str] = set()
@@ -157,7 +161,8 @@ def apply_documents(
         spec = _located(doc.where, lambda doc=doc: schedule_spec(doc.body))
         existing = session.scalar(select(Schedule).where(Schedule.name == doc.name).with_for_update(of=Schedule))
         if existing is None:
-            _located(doc.where, lambda spec=spec: schedule_service.create_schedule(session, spec, now=current))
+            _located(doc.where, lambda spec=spec: schedule_service.create_schedule(session, spec, now=current,
+                                                                                   actor=actor))
             changes.append(Change("Schedule", doc.name, "created"))
             continue
         columns = _located(
@@ -165,12 +170,16 @@ def apply_documents(
             lambda spec=spec, existing=existing: schedule_service.desired_columns(session, spec, current, existing),
         )
         changed = schedule_service.assign_columns(session, existing, columns, current)
+        if changed:
+            audit.record(session, actor, "schedule.update", "schedule", doc.name, {"changed": changed})
         changes.append(Change("Schedule", doc.name, "changed" if changed else "unchanged", changed))
     if prune:
         stale = list(session.execute(select(Schedule.id, Schedule.name).where(Schedule.name.not_in(declared))))
         if stale:
             ids: list[uuid.UUID] = [row.id for row in stale]
             schedule_service.delete_schedules(session, ids)
+            for row in stale:
+                audit.record(session, actor, "schedule.delete", "schedule", row.name, {"pruned": True})
         changes.extend(Change("Schedule", row.name, "pruned") for row in sorted(stale, key=lambda r: r.name))
     session.flush()
     return changes

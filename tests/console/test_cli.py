@@ -58,12 +58,19 @@ def test_changes_made_with_wfctl_on_the_database_are_audited(
     assert wfctl("schedules", "resume", "every").code == 0
     assert wfctl("run", "other").code == 0
     assert wfctl("dlq", "redrive").code == 0
+    assert wfctl("schedules", "update", "every", "--jitter", "10").code == 0
+    assert wfctl("pools", "set", "gpu", "--slots", "2").code == 0
+    assert wfctl("pools", "set", "gpu", "--slots", "3").code == 0
+    assert wfctl("pools", "set", "gpu", "--slots", "3").code == 0  # unchanged: nothing to record
     assert wfctl("schedules", "delete", "every").code == 0
     rows = wfctl("audit", "list", "-o", "json").json()
     actor = f"cli:{getpass.getuser()}"
     mine = [(r["action"], r["target"]) for r in rows if r["actor"] == actor]
     assert mine == [
         ("schedule.delete", "every"),
+        ("pool.update", "gpu"),
+        ("pool.create", "gpu"),
+        ("schedule.update", "every"),
         ("dlq.redrive", "dlq"),
         ("workflow.run", "other"),
         ("schedule.resume", "every"),
@@ -78,6 +85,30 @@ def test_changes_made_with_wfctl_on_the_database_are_audited(
     assert {r["target"] for r in only} == {"every"}
     table = wfctl("audit", "list")
     assert table.code == 0 and "schedule.pause" in table.out
+    for limit in ("0", "-1", "1001"):
+        refused = wfctl("audit", "list", "--limit", limit)
+        assert (refused.code, refused.err.strip()) == (2, "error: limit: must be between 1 and 1000")
+
+
+def test_wfctl_apply_is_audited_under_the_cli_user(db: str, wfctl: Any, tmp_path: Path) -> None:
+    manifest = tmp_path / "fleet.yaml"
+    workflow = "kind: Workflow\nname: w\nsteps: [{id: a, type: log, with: {message: hi}}]\n"
+    manifest.write_text(workflow + "---\nkind: Schedule\nname: s\nworkflow: w\ncron: '0 9 * * *'\n")
+    assert wfctl("apply", "-f", str(manifest), "--dry-run").code == 0  # a dry run records nothing
+    assert wfctl("apply", "-f", str(manifest)).code == 0
+    manifest.write_text(workflow + "---\nkind: Schedule\nname: s\nworkflow: w\ncron: '0 10 * * *'\n")
+    assert wfctl("apply", "-f", str(manifest)).code == 0
+    manifest.write_text(workflow)
+    assert wfctl("apply", "-f", str(manifest), "--prune").code == 0
+    rows = wfctl("audit", "list", "-o", "json").json()
+    actor = f"cli:{getpass.getuser()}"
+    assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+        (actor, "schedule.delete", "s"),
+        (actor, "schedule.update", "s"),
+        (actor, "schedule.create", "s"),
+        (actor, "workflow.create", "w"),
+    ]
+    assert rows[0]["details"] == {"pruned": True} and rows[1]["details"]["changed"] == ["cron"]
 
 
 def remote_env(monkeypatch: pytest.MonkeyPatch, console: Console, role: str) -> None:
@@ -110,6 +141,60 @@ def test_remote_cli_goes_through_the_api(console: Console, queues: Any, wfctl: A
     assert wfctl("dlq", "redrive").out.strip() == "redrove 0 messages to the work queue"
     actors = {e.actor for e in console.audit_rows() if e.action.startswith(("schedule.", "workflow.run", "dlq."))}
     assert "token:operator-token" in actors and not any(a.startswith("cli:") for a in actors)
+
+
+def test_remote_cli_covers_run_control_reads_and_deletes(
+    console: Console, queues: Any, wfctl: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator with only the API and a token can cancel, re-run, preview, read the ledger,
+    the workflows and the audit trail; an admin can delete a schedule."""
+    from datetime import UTC, datetime
+
+    from tests.console.test_api import add_executions
+
+    [running] = add_executions(console, 1, datetime.now(UTC), status="running")
+    finished = add_executions(console, 251, datetime.now(UTC))
+    remote_env(monkeypatch, console, "operator")
+    cancelled = wfctl("executions", "cancel", running)
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.out.strip() == f"execution {running} is being stopped"
+    new_input = tmp_path / "input.json"
+    new_input.write_text('{"who": "from a file"}')
+    rerun = wfctl("executions", "rerun", finished[0], "--from-step", "hello", "--input", f"@{new_input}")
+    assert rerun.code == 0, rerun.err
+    assert rerun.out.startswith(f"re-run of {finished[0]} from step hello enqueued (rerun:")
+    assert json.loads(queues.drain()[0]["Body"])["input"] == {"who": "from a file"}
+    # Longer than one API page (200): read a page at a time.
+    assert len(wfctl("executions", "list", "--limit", "252", "-o", "json").json()) == 252
+    upcoming = wfctl("schedules", "next", "nightly", "--count", "3", "-o", "json").json()
+    assert len(upcoming) == 3 and all(row["local"].endswith(("T02:30:00+01:00", "T02:30:00+02:00")) for row in upcoming)
+    assert wfctl("schedules", "history", "nightly", "-o", "json").json() == []
+    assert [w["name"] for w in wfctl("workflows", "list", "-o", "json").json()] == ["greet"]
+    assert wfctl("workflows", "show", "greet", "-o", "json").json()["definition"]["name"] == "greet"
+    trail = wfctl("audit", "list", "--actor", "token:operator-token", "-o", "json").json()
+    assert [(r["action"], r["target"]) for r in trail][:2] == [("execution.rerun", finished[0]), ("execution.cancel", running)]
+    refused = wfctl("schedules", "delete", "nightly")
+    assert refused.code == 2 and refused.err.strip() == "error: WFCTL_TOKEN: the operator role may not do this (needs admin)"
+    monkeypatch.setenv("WFCTL_TOKEN", console.tokens["admin"])
+    assert wfctl("schedules", "delete", "nightly").out.strip() == "schedule nightly deleted"
+    assert wfctl("schedules", "list", "-o", "json").json() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("http://127.0.0.1:1", 1, "error: ApiUnreachable: cannot reach the API at http://127.0.0.1:1 (ConnectError: "),
+        ("not-a-url", 2, "error: WFCTL_API_URL: 'not-a-url' is not an http:// or https:// URL"),
+    ],
+)
+def test_remote_cli_names_an_api_it_cannot_use(
+    wfctl: Any, monkeypatch: pytest.MonkeyPatch, url: str, code: int, message: str
+) -> None:
+    monkeypatch.setenv("WFCTL_API_URL", url)
+    monkeypatch.setenv("WFCTL_TOKEN", "wfr_anything")
+    result = wfctl("schedules", "list")
+    assert result.code == code and result.err.startswith(message), result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
 
 
 def test_remote_cli_refuses_what_the_token_may_not_do(
@@ -161,3 +246,20 @@ def test_wfctl_serve_serves_health_and_the_api(db: str) -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_wfctl_serve_refuses_an_address_it_cannot_listen_on(db: str, wfctl: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            (["--port", "99999"], "error: port: 99999 is not between 0 and 65535"),
+            (["--port", "-1"], "error: port: -1 is not between 0 and 65535"),
+            (["--port", str(port)], f"error: port: cannot listen on 127.0.0.1:{port} (Address already in use)"),
+            (["--host", "no-such-host.invalid", "--port", "0"], "error: host: cannot resolve 'no-such-host.invalid'"),
+        ]
+        for options, message in cases:
+            result = wfctl("serve", *options)
+            assert result.code == 2 and result.err.startswith(message), result.err
+            assert len(result.err.strip().splitlines()) == 1
