@@ -55,9 +55,10 @@ FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("day of week", 0, 7, DAY_NAMES),
 )
 
-# How far ahead `next_fire_time` looks: a Feb 29 that must also be a given weekday recurs
-# every 28 years at worst.
-HORIZON_YEARS = 30
+# How far ahead `next_fire_time` looks: a Feb 29 that must also be a given weekday recurs every
+# 28 years, except across a century year that is not a leap year (2100, 2200, 2300): 2088, then
+# 2128 for a Sunday. 40 years is the longest gap in the Gregorian calendar.
+HORIZON_YEARS = 41
 
 _ITEM = re.compile(r"^(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -222,7 +223,7 @@ def _can_fire(compiled: CompiledCron) -> bool:
     """False when no month of the expression has one of its days (e.g. Feb 30).
 
     When the day-of-month field is restricted but the day of week is not, the date must exist;
-    every existing date falls on every weekday in some year (Feb 29 within 28 years).
+    every existing date falls on every weekday in some year (Feb 29 within 40 years).
     Otherwise any weekday or the 1st of a month (which '*/S' always holds) will do.
     """
     if not compiled.both_days or compiled.days & 2:

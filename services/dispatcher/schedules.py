@@ -49,8 +49,10 @@ MAX_INTERVAL_SECONDS = 2**31 - 1
 # looking back at most LEDGER_LOOKBACK.
 MAX_LEDGER_DROPS = 1000
 LEDGER_LOOKBACK = timedelta(days=7)
-# Cron math needs a few hours of room either side of a time (DST margins, time zone offsets).
-FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR = 2, 9998
+# Cron math needs a few hours of room either side of a time (DST margins, time zone offsets), and
+# a search for the next fire time reaches up to 68 years past a bound (the longest `every`; a cron
+# search stops after HORIZON_YEARS): the calendar ends in 9999.
+FIRST_SUPPORTED_YEAR, LAST_SUPPORTED_YEAR = 2, 9900
 #: Matched whole (`fullmatch`): `$` in `re.match` would accept a name ending in a newline.
 NAME_PATTERN = r"[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?"
 #: Longest cron expression accepted (the column holds several, separated by "; ").
@@ -290,7 +292,9 @@ def assign_columns(session: Session, schedule: Schedule, columns: dict[str, Any]
         schedule.anchor_at = None
     elif is_new or {"interval_seconds", "start_at"} & set(changed) or schedule.anchor_at is None:
         schedule.anchor_at = columns["start_at"] or now.replace(second=0, microsecond=0)
-    if timing_changed or "enabled" in changed:
+    # A pause leaves next_run_at where it is, as `pause_schedule` does: the fire times due but
+    # not yet sent are then recorded (`paused`) by the resume, not lost by moving past them.
+    if timing_changed or ("enabled" in changed and schedule.enabled):
         _reschedule(schedule, now)
     if changed and not is_new:
         schedule.updated_at = now

@@ -93,11 +93,19 @@ def next_fire_time(timing: Timing, after: datetime) -> datetime | None:
     found: datetime | None
     if timing.interval_seconds is not None:
         anchor, step = _interval(timing)
-        found = anchor if after < anchor else anchor + ((after - anchor) // step + 1) * step
+        try:
+            found = anchor if after < anchor else anchor + ((after - anchor) // step + 1) * step
+        except OverflowError:  # past the calendar's end (year 9999): none is left
+            found = None
     elif timing.run_at is not None:
         found = timing.run_at if after < timing.run_at else None
     else:
-        found = min(cron.next_fire_time(e, timing.timezone, after) for e in timing.crons)
+        try:
+            found = min(cron.next_fire_time(e, timing.timezone, after) for e in timing.crons)
+        except (OverflowError, ValueError) as error:  # the search ran past the calendar's end (9999)
+            if isinstance(error, UserError):
+                raise
+            found = None
     if found is None or (timing.end_at is not None and found > timing.end_at):
         return None
     return found

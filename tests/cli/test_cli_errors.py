@@ -81,6 +81,11 @@ BAD_COMMANDS = [
     (["schedules", "backfill", "existing", "--from", "0001-01-01T00:00:00", "--to", "0001-01-02T00:00:00Z"], "from"),
     (["schedules", "backfill", "existing", "--from", "9999-12-31T00:00:00Z", "--to", "9999-12-31T23:59:00Z"], "from"),
     (["dispatch", "--now", "9999-12-31T23:59:00Z"], "now"),
+    # Searches run up to 68 years past a bound (the longest `every`): the calendar ends in 9999.
+    (["schedules", "create", "s1", "--workflow", "good", "--cron", "0 0 29 2 *", "--start", "9901-01-01T00:00:00Z"],
+     "start"),
+    (["schedules", "create", "s1", "--workflow", "good", "--every", "1000000h", "--start", "9950-01-01T00:00:00Z"],
+     "start"),
 ]
 
 

@@ -106,6 +106,11 @@ def test_sparse_day_rules_reach_decades_ahead() -> None:
     # Feb 29 that is a Sunday: 2032, then 2060.
     assert cron.next_fire_time("0 0 29 2 */7", "UTC", utc(2026, 1, 1)) == utc(2032, 2, 29)
     assert cron.next_fire_time("0 0 29 2 */7", "UTC", utc(2032, 2, 29)) == utc(2060, 2, 29)
+    # 2100 is not a leap year: the gap after 2088 is 40 years, the longest the calendar has.
+    assert cron.next_fire_time("0 0 29 2 */7", "UTC", utc(2088, 3, 1)) == utc(2128, 2, 29)
+    assert cron.next_fire_times("0 0 29 2 */7", "UTC", utc(2026, 1, 1), 5) == [
+        utc(2032, 2, 29), utc(2060, 2, 29), utc(2088, 2, 29), utc(2128, 2, 29), utc(2156, 2, 29)
+    ]
     # Friday the 13th ORed: the next Friday, or the 13th.
     assert cron.next_fire_time("0 0 13 * fri", "UTC", utc(2026, 2, 7)) == utc(2026, 2, 13)
 

@@ -165,6 +165,30 @@ def test_ledger_records_paused_times_on_resume(db, queues, queue) -> None:
     assert sent_bodies(queues) == []
 
 
+def test_a_pause_by_apply_records_the_due_times_it_holds_back(db, queues, queue) -> None:
+    """`paused: true` in `wfctl apply` while fire times are due but unsent (the dispatcher was
+    down): as with `wfctl schedules pause`, the resume records them; they are not lost."""
+    from services.dispatcher.apply import apply_documents, parse_documents
+
+    make_schedule(db, utc(2026, 11, 28, 8, 50), cron="*/20 * * * *")
+
+    def apply(paused: bool, now: datetime) -> None:
+        document = f"kind: Schedule\nname: nightly\nworkflow: nightly\ncron: '*/20 * * * *'\npaused: {paused}\n"
+        with session_factory(db)() as s, s.begin():
+            apply_documents(s, parse_documents([("fleet.yaml", document)]), now=now)
+
+    apply(True, utc(2026, 11, 28, 9, 45))  # 09:00, 09:20 and 09:40 are due and unsent
+    run_ticks(db, queue, minutes(utc(2026, 11, 28, 9, 46), utc(2026, 11, 28, 10, 1)))
+    apply(False, utc(2026, 11, 28, 10, 5))
+    assert ledger(db) == [
+        ("2026-11-28T09:00:00Z", "dropped", "paused"), ("2026-11-28T09:20:00Z", "dropped", "paused"),
+        ("2026-11-28T09:40:00Z", "dropped", "paused"), ("2026-11-28T10:00:00Z", "dropped", "paused"),
+    ]
+    assert sent_bodies(queues) == []
+    with session_factory(db)() as s:
+        assert s.scalar(select(Schedule.next_run_at)) == utc(2026, 11, 28, 10, 20)
+
+
 def test_catchup_all_with_overlap_skip_records_each_skipped_run(db, queues, queue) -> None:
     """No silent loss: the runs overlap skips are in the ledger as dropped (overlap_skip)."""
     from services.spawner.overlap import apply_overlap
@@ -323,3 +347,27 @@ def test_a_long_outage_records_its_latest_thousand_drops(db, queues, queue) -> N
     dropped = [e for e in ledger(db) if e[1] == "dropped"]
     assert len(dropped) == 1000
     assert dropped[-1] == ("2026-11-28T08:59:00Z", "dropped", "catchup_none")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"cron": "0 0 29 2 *", "start_at": "9900-03-01T00:00:00Z"}, [utc(9904, 2, 29), utc(9908, 2, 29)]),
+        ({"cron": "0 0 1 1 *", "timezone": "Pacific/Kiritimati", "start_at": "9900-12-31T12:00:00Z"},
+         [utc(9901, 12, 31, 10), utc(9902, 12, 31, 10)]),
+        # Every 68 years: the third would be after the calendar's end, so there are two.
+        ({"cron": None, "every": "596523h", "start_at": "9900-12-31T00:00:00Z"},
+         [utc(9900, 12, 31), utc(9900, 12, 31) + timedelta(hours=596523)]),
+    ],
+)
+def test_schedules_bounded_at_the_last_supported_year_still_plan(db, fields, expected) -> None:
+    """The last year a bound may name leaves room for the searches past it: no overflow."""
+    make_schedule(db, utc(2026, 11, 28), **fields)
+    with session_factory(db)() as s:
+        schedule = s.scalars(select(Schedule)).one()
+        assert service.preview_fire_times(schedule, 3, after=utc(9900, 1, 1))[:2] == expected
+        if fields.get("every"):
+            assert len(service.preview_fire_times(schedule, 3, after=utc(9900, 1, 1))) == 2
+        else:  # the longest preview runs into the calendar's end and stops there
+            longest = service.preview_fire_times(schedule, 1000, after=utc(9900, 1, 1))
+            assert len(longest) < 1000 and longest[-1].year >= 9996  # the last Feb 29 is in 9996
