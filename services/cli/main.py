@@ -173,6 +173,8 @@ def _main_typer(args: list[str]) -> int:
     except typer.TyperException as error:  # usage errors: a missing argument, an unknown option
         format_message = getattr(error, "format_message", None)
         message = format_message() if callable(format_message) else str(error)
+        if not message.strip():  # a group given no command: its help is printed, nothing is wrong
+            return int(getattr(error, "exit_code", USAGE_ERROR))
         context = getattr(error, "ctx", None)
         usage = f" (see '{context.command_path} --help')" if context is not None else ""
         print(_error_line(f"{message}{usage}"), file=sys.stderr)

@@ -108,8 +108,11 @@ def update(
     input_json: str | None = typer.Option(None, "--input", help=INPUT_HELP),
     catchup: str | None = typer.Option(None, "--catchup", help="latest, all or none"),
     catchup_window: int | None = typer.Option(None, "--catchup-window", help="Seconds"),
-    overlap: str | None = typer.Option(None, "--overlap", help="allow, skip or replace"),
+    overlap: str | None = typer.Option(None, "--overlap", help="allow, skip, replace, buffer_one, buffer_all"),
     jitter: int | None = typer.Option(None, "--jitter", help="Deterministic delay of 0..N seconds (N <= 900)"),
+    notify_json: str | None = typer.Option(
+        None, "--notify", help="Notification rules, replacing the schedule's (JSON, @FILE or -; as for create)"
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Edit a schedule in place: same id and dedup keys; the next fire time is recomputed from now."""
@@ -126,6 +129,7 @@ def update(
         "catchup_window_seconds": catchup_window,
         "overlap": overlap,
         "jitter_seconds": jitter,
+        "notify": parse_json_option(notify_json, "notify"),
     }
     with database() as session:
         schedule, changed = service.update_schedule(session, name, changes, actor=cli_actor())

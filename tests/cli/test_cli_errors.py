@@ -185,3 +185,10 @@ def test_backfill_of_a_huge_range_is_refused_without_computing_it(seeded, db, qu
     assert result.code == 2, result.err
     assert result.err.startswith("error: to: ") and "at most 10000" in result.err
     assert snapshot(db, queues) == before
+
+
+@pytest.mark.parametrize("group", ["schedules", "executions", "workflows"])
+def test_a_command_group_alone_prints_its_help_without_an_error_line(wfctl, group) -> None:
+    result = wfctl(group)
+    assert "Usage: " in result.out and f"{group} " in result.out and "Commands" in result.out
+    assert "error:" not in result.err

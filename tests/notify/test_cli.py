@@ -165,6 +165,19 @@ def test_schedules_create_with_notify_json_and_file(db, tmp_path, wfctl) -> None
         assert session.scalar(select(Schedule.id).where(Schedule.name == "c")) is None
 
 
+def test_schedules_update_replaces_the_notify_rules(db, tmp_path, wfctl) -> None:
+    assert wfctl("workflows", "apply", "-f", write(tmp_path, "wf.yaml", WORKFLOW)).code == 0
+    assert wfctl("schedules", "create", "a", "--workflow", "nightly", "--cron", "0 2 * * *",
+                 "--notify", '[{"on": ["late"], "channel": "pager"}]').code == 0
+    settings = {"notify": [{"on": ["missed"], "channel": "ops"}]}
+    updated = wfctl("schedules", "update", "a", "--notify", "@" + write(tmp_path, "n.json", settings))
+    assert updated.code == 0 and updated.out.startswith("schedule a updated (notify)"), updated.err
+    assert wfctl("schedules", "show", "a", "-o", "json").json()["notify"] == settings
+    bad = wfctl("schedules", "update", "a", "--notify", '[{"on": []}]')
+    assert bad.code == 2 and bad.err.startswith("error: notify.notify[0].on: must be a non-empty list"), bad.err
+    assert wfctl("schedules", "show", "a", "-o", "json").json()["notify"] == settings
+
+
 def dump(db: str) -> str:
     """The whole database as text: pg_dump when it matches the server, else every row as JSON."""
     if shutil.which("pg_dump"):
