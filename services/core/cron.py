@@ -239,6 +239,11 @@ def validate_expression(expression: str) -> str:
     return compile_expression(expression).expression
 
 
+# Files of a tzdata folder that are not zone names: `localtime` is whatever the host is set to
+# (two hosts could compute different fire times), `right/…` clocks count leap seconds.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @lru_cache(maxsize=1024)
 def validate_timezone(name: str) -> ZoneInfo:
     """Resolve an IANA time zone name or raise `UserError` naming the field.
@@ -249,6 +254,8 @@ def validate_timezone(name: str) -> ZoneInfo:
     try:
         # At most 64 characters (the column); a tzdata folder (`Europe`) is an OSError.
         if not name or len(name) > 64 or name != name.strip() or name.startswith("/") or ".." in name:
+            raise ValueError
+        if name in _NOT_ZONES or name.startswith(("right/", "posix/")):
             raise ValueError
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

@@ -96,6 +96,7 @@ FROM workflows WHERE id = ANY(%(ids)s::uuid[])
 @dataclass
 class TickSummary:
     schedules_claimed: int = 0
+    schedules_held: int = 0  # claimed but not plannable: left as they were, logged
     messages_sent: int = 0
     fire_times_dropped: int = 0
     retries_sent: int = 0
@@ -105,10 +106,11 @@ class TickSummary:
     seconds: float = 0.0
 
     def line(self) -> str:
+        held = f", {self.schedules_held} that cannot be planned skipped (see the log)" if self.schedules_held else ""
         return (
             f"dispatch: {self.schedules_claimed} schedules claimed, {self.messages_sent} messages "
             f"sent ({self.retries_sent} retries), {self.fire_times_dropped} missed fire times "
-            f"dropped, {self.seconds:.3f}s"
+            f"dropped{held}, {self.seconds:.3f}s"
         )
 
 
@@ -155,6 +157,7 @@ class GroupPlan:
     missed: int  # dropped fire times the summary counts (those in the window the plan dropped)
     resume: datetime | None  # the new next_run_at; None when no fire time is left
     resume_text: str  # `resume` in an array literal ('NULL' for None)
+    error: str | None = None  # why the group could not be planned (it is left as it is)
 
 
 def timing_of(key: GroupKey) -> timing.Timing:
@@ -184,6 +187,17 @@ def plan_group(key: GroupKey, now: datetime) -> GroupPlan:
         resume=resume,
         resume_text="NULL" if resume is None else _exact_text(resume),
     )
+
+
+def plan_or_hold(key: GroupKey, now: datetime) -> GroupPlan:
+    """`plan_group`, or, when a group cannot be planned (a time zone its tzdata no longer has, a
+    row written around validation), a plan that sends nothing and keeps its next_run_at: its
+    schedules are skipped by this tick (and logged) instead of failing it for the whole fleet."""
+    try:
+        return plan_group(key, now)
+    except Exception as error:  # any one row's problem must not stop the others
+        next_run_at = key[7]
+        return GroupPlan((), (), 0, next_run_at, _exact_text(next_run_at), f"{type(error).__name__}: {error}")
 
 
 # Most groups of a tick share their fire times (the top of the hour) and many their resume times:
@@ -294,7 +308,13 @@ def _process_batch(
         key: GroupKey = row[2:12]  # type: ignore[assignment]
         plan = plans.get(key)
         if plan is None:
-            plan = plans[key] = plan_group(key, now)
+            plan = plans[key] = plan_or_hold(key, now)
+        if plan.error is not None:
+            summary.schedules_held += 1
+            log.error(
+                "schedule cannot be planned; skipped by this tick",
+                extra={"event": "schedule_unplannable", "schedule_id": schedule_id, "error": plan.error},
+            )
         summary.fire_times_dropped += plan.missed
         wants_missed, wants_late = rules.wants(workflow_id, notify)
         for fire_time, fire_exact, reason in plan.drops:

@@ -173,3 +173,28 @@ def test_the_tick_pauses_the_garbage_collector_only_while_it_runs(db) -> None:
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
+
+
+def test_a_schedule_that_cannot_be_planned_is_skipped_and_logged_not_fatal(db, caplog) -> None:
+    """A row the tick cannot plan (here a time zone no tzdata knows, written around validation)
+    must not stop the fleet's dispatch: it is left as it is, logged, and tried again next tick."""
+    with session_factory(db)() as session, session.begin():
+        apply_workflow(session, parse_workflow(QUIET))
+        for name in ("good", "broken"):
+            create_schedule(session, ScheduleSpec(name=name, workflow="quiet", cron="0 * * * *"),
+                            now=utc(2026, 11, 30, 9, 30))
+        session.execute(Schedule.__table__.update().where(Schedule.name == "broken").values(timezone="Mars/Olympus"))
+    queue = RecordingQueue()
+    summary = tick(session_factory(db), queue, now=utc(2026, 11, 30, 10, 0, 5))
+    assert (summary.schedules_claimed, summary.messages_sent, summary.schedules_held) == (2, 1, 1)
+    assert "1 that cannot be planned skipped" in summary.line()
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "schedule_unplannable"]
+    assert "Mars/Olympus" in record.error
+    with session_factory(db)() as session:
+        schedules = {s.name: s for s in session.scalars(select(Schedule))}
+        assert str(record.schedule_id) == str(schedules["broken"].id)
+        assert schedules["broken"].next_run_at == utc(2026, 11, 30, 10, 0)  # held, not advanced
+        assert schedules["good"].next_run_at == utc(2026, 11, 30, 11, 0)
+    later = tick(session_factory(db), queue, now=utc(2026, 11, 30, 11, 0, 5))
+    assert (later.messages_sent, later.schedules_held) == (1, 1)
+    assert [parse_message(m.body).schedule_id for m in queue.sent] == [schedules["good"].id] * 2
