@@ -7,7 +7,7 @@ import typer
 from services.cli.context import database
 from services.cli.remote import remote_api
 from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_rows
-from services.core.audit import MAX_LIST, event_row, list_events
+from services.core.audit import MAX_LIST, TARGET_KINDS, event_row, list_events
 from services.core.errors import UserError
 
 COLUMNS = ["at", "actor", "action", "target_kind", "target", "details"]
@@ -26,6 +26,8 @@ def list_(
     """List audit events, newest first."""
     if not 1 <= limit <= MAX_LIST:
         raise UserError("limit", f"must be between 1 and {MAX_LIST}")
+    if kind is not None and kind not in TARGET_KINDS:
+        raise UserError("kind", f"{kind!r} is not one of {', '.join(sorted(TARGET_KINDS))}")
     if (api := remote_api()) is not None:
         rows = api.get("/audit", target_kind=kind, target=target, actor=actor, limit=limit)["items"]
         emit_rows(rows, COLUMNS, output)

@@ -44,17 +44,32 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 def request_principal(request: Request) -> Principal:
     """The caller: a bearer token, the trusted proxy's user header, or, for reads only (a cookie
     is sent by the browser on its own, so a change needs the console's CSRF-checked forms), the
-    console's session cookie."""
+    console's session cookie.
+
+    A token that is given but not valid is refused, whatever else the request carries. The
+    proxy's header is also sent by the browser on its own, so a POST it authenticates must be
+    JSON: a cross-site form or a no-CORS fetch cannot send that content type.
+    """
     console = state_of(request)
+    authorization = request.headers.get("authorization")
     with console.db() as session:
-        principal = bearer_principal(session, request.headers.get("authorization"))
+        principal = bearer_principal(session, authorization)
+        if principal is None and authorization:
+            raise AuthError(401, "a valid API token is required (Authorization: Bearer <token>)")
         if principal is None and request.method in SAFE_METHODS:
             signed_in = session_principal(session, console.signer, request.cookies.get(SESSION_COOKIE))
             principal = signed_in.principal if signed_in else None
-    principal = principal or proxy_principal(console.settings, request.headers)
+    if principal is None:
+        principal = proxy_principal(console.settings, request.headers)
+        if principal is not None and request.method == "POST" and not _is_json(request):
+            raise AuthError(403, "a change made as the proxy's user must be sent as application/json")
     if principal is None:
         raise AuthError(401, "a valid API token is required (Authorization: Bearer <token>)")
     return principal
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
 
 
 def api_principal(

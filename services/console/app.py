@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console import api, web
 from services.console.auth import AuthError, SessionSigner
+from services.console.guard import RequestGuard
 from services.console.state import ApiJSON, ConsoleState, error_body, state_of
 from services.core.errors import ConfigError, ConflictError, NotFoundError, UserError
 from services.core.settings import ConsoleSettings
@@ -25,6 +26,10 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
     "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
+
+
+#: Fields the shared service functions name as wfctl's options, named as the API's JSON keys.
+API_FIELD_NAMES = {"jitter": "jitter_seconds", "catchup-window": "catchup_window_seconds", "from-step": "from_step"}
 
 
 def _wants_html(request: Request) -> bool:
@@ -67,7 +72,8 @@ def create_app(settings: ConsoleSettings, database_url: str) -> FastAPI:
         status = 404 if isinstance(error, NotFoundError) else 409 if isinstance(error, ConflictError) else 400
         if _wants_html(request):
             return web.error_page(request, status, f"{error.field}: {error.message}")
-        return ApiJSON(error_body(error.field, error.message), status_code=status)
+        field = API_FIELD_NAMES.get(error.field, error.field)
+        return ApiJSON(error_body(field, error.message.replace("--from", "from")), status_code=status)
 
     @app.exception_handler(ConfigError)
     async def config_error(request: Request, error: ConfigError) -> Response:
@@ -78,7 +84,8 @@ def create_app(settings: ConsoleSettings, database_url: str) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> Response:
         first = error.errors()[0] if error.errors() else {}
-        field, message = _field_of(first), str(first.get("msg", "invalid"))
+        field = "body" if first.get("type") == "json_invalid" else _field_of(first)
+        message = str(first.get("msg", "invalid"))
         if _wants_html(request):
             return web.error_page(request, 400, f"{field}: {message}")
         return ApiJSON(error_body(field, message), status_code=400)
@@ -145,6 +152,7 @@ def create_app(settings: ConsoleSettings, database_url: str) -> FastAPI:
             swagger_favicon_url="/static/favicon.svg",
         )
 
+    app.add_middleware(RequestGuard)  # outermost: before any route, body parsing or authentication
     app.include_router(api.router)
     app.include_router(web.router)
     app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")

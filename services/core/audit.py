@@ -17,10 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core.db.models import AuditEvent
+from services.core.errors import UserError
 
 #: The actor of changes made by code paths without a person behind them (examples, tests).
 SYSTEM_ACTOR = "system"
 MAX_LIST = 1000
+#: What changes are recorded against (`target_kind`).
+TARGET_KINDS = frozenset({"workflow", "schedule", "execution", "integration", "channel", "pool", "token", "dlq"})
+MAX_ID = 2**63 - 1  # the id column is a bigint
 
 
 def cli_actor() -> str:
@@ -63,6 +67,10 @@ def list_events(
     before_id: int | None = None,
 ) -> list[AuditEvent]:
     """Newest first; `before_id` pages backwards (ids only grow, so pages are stable)."""
+    if target_kind is not None and target_kind not in TARGET_KINDS:
+        raise UserError("target_kind", f"{target_kind!r} is not one of {', '.join(sorted(TARGET_KINDS))}")
+    if before_id is not None and not 1 <= before_id <= MAX_ID:
+        raise UserError("before", f"must be an event id between 1 and {MAX_ID}")
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(max(1, min(limit, MAX_LIST)))
     if target_kind is not None:
         query = query.where(AuditEvent.target_kind == target_kind)

@@ -265,7 +265,7 @@ def find_execution(session: Session, id_or_prefix: str) -> Execution | None:
     if len(text) < 8:
         return None
     matches = list(
-        session.scalars(select(Execution).where(cast(Execution.id, String).startswith(text)).limit(2))
+        session.scalars(select(Execution).where(cast(Execution.id, String).startswith(text, autoescape=True)).limit(2))
     )
     return matches[0] if len(matches) == 1 else None
 

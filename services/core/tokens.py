@@ -58,7 +58,7 @@ class Principal:
 
 def create_token(session: Session, name: str, role: str, actor: str) -> str:
     """Create a token and return it: the only time it is ever visible."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):  # `$` in `match` would accept a name ending in a newline
         raise UserError("name", "must be letters, digits, '.', '_', '@', ':' or '-' (at most 253)")
     checked = check_role(role)
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:

@@ -268,7 +268,7 @@ def test_run_control_and_the_ledger_over_the_api(console: Console, queues: Any) 
         assert cancelled.status_code == 200 and cancelled.json()["action"] == "cancelled"
         assert api.get(f"/api/v1/executions/{waiting}").json()["status"] == "cancelled"
         refused = api.post(f"/api/v1/executions/{waiting}/rerun", json={"from_step": "nope"})
-        assert refused.status_code == 400 and refused.json()["error"]["field"] == "from-step"
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "from_step"  # the body's key, not the CLI's option
         rerun = api.post(f"/api/v1/executions/{finished}/rerun", json={})
         assert rerun.status_code == 202
         [message] = queues.drain()

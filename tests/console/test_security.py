@@ -206,12 +206,69 @@ def test_trusted_user_header_is_off_by_default_and_on_when_configured(
     try:
         with httpx.Client(base_url=server.url, headers={"X-Forwarded-User": "alice"}) as client:
             assert client.get("/api/v1/whoami").json() == {"name": "alice", "role": "operator", "actor": "proxy:alice"}
-            assert client.post("/api/v1/schedules/nightly/pause").status_code == 200
+            # A cross-site form (or a no-CORS fetch) would carry the proxy's header too: a POST it
+            # authenticates must be JSON, which only a same-origin script or a client can send.
+            for headers in ({}, {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "text/plain"}):
+                forged = client.post("/api/v1/schedules/nightly/pause", headers=headers)
+                assert forged.status_code == 403, headers
+                assert forged.json()["error"]["message"] == "a change made as the proxy's user must be sent as application/json"
+            assert client.post("/api/v1/schedules/nightly/pause", json={}).status_code == 200
+            # A bad token is refused, not quietly replaced by the proxy's user.
+            refused = client.get("/api/v1/whoami", headers={"Authorization": "Bearer wfr_not-a-token"})
+            assert refused.status_code == 401
             assert client.get("/").status_code == 200
             assert client.get("/tokens").status_code == 403
     finally:
         server.stop()
     assert [(e.actor, e.action) for e in console.audit_rows()][-1] == ("proxy:alice", "schedule.pause")
+    assert [e.action for e in console.audit_rows()].count("schedule.pause") == 1
+
+
+def test_requests_too_large_or_with_nul_are_refused_before_anything_runs(console: Console) -> None:
+    from services.console.guard import MAX_BODY_BYTES
+
+    before = console.audit_count()
+    with console.client() as anonymous, console.client("admin") as admin:
+        big = b"{" + b" " * MAX_BODY_BYTES + b"}"
+        for client in (anonymous, admin):
+            refused = client.post("/api/v1/workflows/greet/run", content=big, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 413 and refused.json()["error"]["field"] == "body"
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: read up to the limit, then refused
+            for _ in range(MAX_BODY_BYTES // 65536 + 2):
+                yield b" " * 65536
+
+        chunked = admin.put("/api/v1/workflows", content=chunks(), headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413
+        small = admin.post("/api/v1/workflows/greet/run", content=iter([b'{"input": ', b"{}}"]),
+                           headers={"Content-Type": "application/json"})
+        assert small.status_code == 202, small.text
+        for path in ("/api/v1/workflows/a%00b", "/api/v1/executions/%00%00%00%00%00%00%00%00", "/workflows/a%00b"):
+            assert admin.get(path).status_code == 400, path
+        nul = admin.get("/api/v1/executions", params={"workflow": "a\x00b"})
+        assert nul.status_code == 400 and nul.json() == {"error": {"field": "query", "message": "contains a NUL character"}}
+        for query in ({"before": "99999999999999999999"}, {"before": "0"}, {"target_kind": "planet"}):
+            bad = admin.get("/api/v1/audit", params=query)
+            assert bad.status_code == 400 and bad.json()["error"]["field"] in ("before", "target_kind"), bad.text
+    with signed_in(console, "admin") as browser:
+        assert browser.get("/audit", params={"before": "99999999999999999999"}).status_code == 400
+    assert console.audit_count() == before + 1  # only the small run
+
+
+def test_api_errors_name_the_api_fields(console: Console) -> None:
+    with console.client("admin") as admin:
+        body = {"name": "n2", "workflow": "greet", "cron": "0 9 * * *"}
+        for extra, field in (({"jitter_seconds": -5}, "jitter_seconds"),
+                             ({"catchup_window_seconds": 2**40}, "catchup_window_seconds")):
+            bad = admin.post("/api/v1/schedules", json={**body, **extra})
+            assert bad.status_code == 400 and bad.json()["error"]["field"] == field, bad.text
+        backwards = admin.get("/api/v1/schedules/nightly/history", params={"from": "2026-11-02T00:00:00Z",
+                                                                           "to": "2026-11-01T00:00:00Z"})
+        assert backwards.json()["error"] == {"field": "to", "message": "is before from"}
+        broken = admin.post("/api/v1/schedules", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert broken.status_code == 400 and broken.json()["error"]["field"] == "body"
+        newline = admin.post("/api/v1/tokens", json={"name": "t1\n", "role": "viewer"})
+        assert newline.status_code == 400 and newline.json()["error"]["field"] == "name"
 
 
 def test_console_actions_and_token_creation_are_audited(console: Console, queues: Any) -> None:

@@ -12,7 +12,8 @@
   });
 
   // A sign-in link carries the token in its fragment (never sent to the server or its logs):
-  // fill the form with it and submit.
+  // fill the form with it. It is submitted at once only on this machine (`wfctl local up`): on a
+  // shared console, a link with someone else's token would sign the reader in as them.
   function signInFromFragment() {
     var form = document.getElementById("login-form");
     if (!form || !window.location.hash) return;
@@ -20,7 +21,10 @@
     if (!match) return;
     history.replaceState(null, "", window.location.pathname + window.location.search);
     form.querySelector("#token").value = decodeURIComponent(match[1]);
-    form.submit();
+    var host = window.location.hostname;
+    if (host === "127.0.0.1" || host === "localhost" || host === "[::1]" || host === "::1") {
+      form.submit();
+    }
   }
 
   // Polling: an element with data-live-refresh="ms" is re-fetched and swapped in place until
