@@ -126,6 +126,10 @@ def measure_json(
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise InputError(where, f"is {item}, which is not a JSON number (numbers must be finite)")
+            if not MIN_INTEGER <= item <= MAX_INTEGER:
+                # Postgres keeps JSON numbers exactly: 1e20 comes back as the integer 100000000000000000000,
+                # which every later reader (the spawner's message, the runner) would then refuse.
+                raise InputError(where, f"is {item!r}, beyond what a 64-bit integer holds (numbers are stored exactly)")
             size += len(repr(item))
         elif isinstance(item, str):
             problem = _text_problem(item) if strict else None

@@ -16,6 +16,8 @@ from services.contract import Trigger
 from services.core.inputs import InputError, check_input, loads
 
 MESSAGE_VERSION = 1
+#: `executions.attempt` is a 32-bit integer: a larger attempt could never be recorded.
+MAX_ATTEMPT = 2**31 - 1
 
 
 class MessageError(ValueError):
@@ -130,7 +132,7 @@ def parse_message(raw: str) -> RunMessage:
         raise MessageError(f"body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MessageError("body is not a JSON object")
-    if body.get("version") != MESSAGE_VERSION:
+    if type(body.get("version")) is not int or body.get("version") != MESSAGE_VERSION:  # not `true`, not 1.0
         raise MessageError(f"unsupported version {body.get('version')!r} (expected 1)")
     try:
         trigger = Trigger(body.get("trigger"))
@@ -140,13 +142,13 @@ def parse_message(raw: str) -> RunMessage:
     if not isinstance(dedup_key, str) or not dedup_key or len(dedup_key) > 512:
         raise MessageError("dedup_key must be a non-empty string of at most 512 characters")
     attempt = body.get("attempt", 1)
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
-        raise MessageError(f"attempt must be a positive integer, got {attempt!r}")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= MAX_ATTEMPT:
+        raise MessageError(f"attempt must be an integer from 1 to {MAX_ATTEMPT}, got {attempt!r}")
     scheduled_for = None
     if body.get("scheduled_for") is not None:
         try:
             scheduled_for = parse_utc_iso(str(body["scheduled_for"]))
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a valid text outside the calendar in UTC
             raise MessageError(f"scheduled_for is not an ISO-8601 time: {body['scheduled_for']!r}") from None
     payload = body.get("input", {})
     if payload is None:

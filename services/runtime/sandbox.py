@@ -19,7 +19,7 @@ from jinja2 import filters as _jinja_filters
 from jinja2 import runtime as _jinja_runtime
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["JinjaError", "evaluate_expression", "render_bounded"]
 
@@ -42,6 +42,10 @@ class _Undefined(StrictUndefined):
 #: memory or CPU before the deadline can stop it (templates render on the main thread).
 MAX_REPEATED_LENGTH = 1_000_000
 MAX_INTEGER_EXPONENT = 1_000
+#: The largest integer `*` or `**` may build (about 30,000 digits): a chain like
+#: `((10**1000)**1000)**1000` would otherwise hold the CPU, in one uninterruptible C call, past
+#: the deadline and SIGTERM.
+MAX_INTEGER_BITS = 100_000
 #: The widest padding a format spec, `%` conversion, `ljust`/`center`/… or `indent` may ask for.
 MAX_WIDTH = MAX_REPEATED_LENGTH
 #: The longest string one operation (`~`, `+`, `replace`, `join`, …) or one rendered template may
@@ -182,7 +186,26 @@ class _CodeGenerator(CodeGenerator):
         self.write("))")
 
 
-class _Environment(SandboxedEnvironment):
+def _check_integer_result(operator: str, left: Any, right: Any) -> None:
+    """Refuse `*` and `**` on integers whose result would pass MAX_INTEGER_BITS (pure)."""
+    if type(left) is not int or type(right) is not int or abs(left) < 2:
+        return
+    if operator == "**" and right > 0:
+        if right > MAX_INTEGER_EXPONENT:
+            raise SecurityError(f"'**' exponent above {MAX_INTEGER_EXPONENT}")
+        bits = (abs(left).bit_length() - 1) * right
+    elif operator == "*":
+        bits = abs(left).bit_length() + abs(right).bit_length() - 1
+    else:
+        return
+    if bits > MAX_INTEGER_BITS:
+        raise SecurityError(f"'{operator}' would build an integer of more than {MAX_INTEGER_BITS} bits")
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (a template cannot change `input`, a step's output or any list
+    or dict it builds: no `append`, `update`, `clear`…), with bounds on what operators build."""
+
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     code_generator_class = _CodeGenerator
 
@@ -192,11 +215,12 @@ class _Environment(SandboxedEnvironment):
                 if isinstance(sequence, str | list | tuple) and isinstance(times, int):
                     if len(sequence) * times > MAX_REPEATED_LENGTH:
                         raise SecurityError(f"'*' would build more than {MAX_REPEATED_LENGTH} items")
-        if operator == "**" and isinstance(right, int) and isinstance(left, int) and abs(left) > 1:
-            if right > MAX_INTEGER_EXPONENT:
-                raise SecurityError(f"'**' exponent above {MAX_INTEGER_EXPONENT}")
-        if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+        _check_integer_result(operator, left, right)
+        if operator == "+" and isinstance(left, str) and isinstance(right, str):
             _check_length(len(left) + len(right), "'+'")
+        if operator == "+" and isinstance(left, list | tuple) and isinstance(right, list | tuple):
+            if len(left) + len(right) > MAX_REPEATED_LENGTH:
+                raise SecurityError(f"'+' would build more than {MAX_REPEATED_LENGTH} items")
         if operator == "%" and isinstance(left, str):
             _check_percent_format(left)
         return super().call_binop(context, operator, left, right)
@@ -226,6 +250,8 @@ class _Environment(SandboxedEnvironment):
 
 
 _ENV = _Environment(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+# `lipsum(n, html, min, max)` builds text of any size in one call; workflows have no use for it.
+del _ENV.globals["lipsum"]
 _ENV.filters.update(
     center=_filter_center, indent=_filter_indent, format=_filter_format, replace=_filter_replace, join=_filter_join,
     batch=_filter_batch, slice=_filter_slice, tojson=_filter_tojson,

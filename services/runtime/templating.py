@@ -23,6 +23,7 @@ from typing import Any
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
 FALSE_STRINGS = frozenset({"", "false", "0", "no", "off", "none", "null"})
+TRUE_STRINGS = frozenset({"true", "1", "yes", "on"})
 
 
 class TemplateError(Exception):
@@ -137,6 +138,10 @@ def evaluate_condition(condition: str | bool, context: Mapping[str, Any], field:
     if isinstance(condition, bool):
         return condition
     text = condition.strip()
+    if text.lower() in FALSE_STRINGS:  # `if: ""`, `if: "no"`: the words, not names to look up
+        return False
+    if text.lower() in TRUE_STRINGS:
+        return True
     if has_template(text):
         return truthy(render_string(text, context, field))
     return truthy(evaluate(text, context, field))

@@ -38,6 +38,8 @@ BAD_COMMANDS = [
     (["run", "good", "--input", '{"a": 1e999}'], "input"),
     (["run", "good", "--input", '{"a": ' + "9" * 5000 + "}"], "input"),
     (["run", "good", "--input", '{"a": 99999999999999999999}'], "input"),
+    # Stored exactly by Postgres, 1e20 would come back as a 21-digit integer no reader accepts.
+    (["run", "good", "--input", '{"a": 1e20}'], "input.a"),
     (["run", "good", "--input", DEEP_JSON], "input"),
     (["run", "good", "--input", '{"a": ' + "[" * 65 + "]" * 65 + "}"], "input"),
     (["run", "good", "--input", '{"a": "\\ud800"}'], "input"),
@@ -172,5 +174,13 @@ def test_non_ascii_input_is_measured_as_utf8_in_the_cli_and_accepted(seeded, db,
 
 
 def test_a_big_but_valid_integer_and_float_are_accepted(seeded, db, queues, wfctl) -> None:
-    result = wfctl("run", "good", "--input", json.dumps({"a": 2**63 - 1, "b": -(2**63), "c": 1.5e308}))
+    from services.core.messages import parse_message
+
+    payload = {"a": 2**63 - 1, "b": -(2**63), "c": 1.5e18, "d": -2.5e-300}
+    result = wfctl("run", "good", "--input", json.dumps(payload))
     assert result.code == 0, result.err
+    [message] = queues.drain()
+    assert parse_message(message["Body"]).input == payload  # the spawner's parser takes it as it is
+    # A float beyond 64 bits would come back from Postgres as an integer that no reader accepts.
+    refused = wfctl("run", "good", "--input", json.dumps({"c": 1.5e308}))
+    assert refused.code == 2 and refused.err.startswith("error: input.c: is 1.5e+308, beyond what a 64-bit"), refused.err

@@ -45,6 +45,16 @@ HUGE = [
     ("{{ [1]|batch(10**9, 0)|list }}", "width"),
     ("{{ [1]|slice(10**9)|list }}", "width"),
     ("{{ {'a': [1, 2]}|tojson(indent=10**6) }}", "indent"),
+    # Integers: a chain of `**` (each exponent small) or of `*` would hold the CPU in one C call.
+    ("{{ (((10**1000)**1000)**1000) > 1 }}", "more than 100000 bits"),
+    ("{{ ((10**1000)**1000)**20 }}", "more than 100000 bits"),
+    ("{% set ns = namespace(n=10**1000) %}{% for i in range(100) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
+     "more than 100000 bits"),
+    ("{% set ns = namespace(l=[0]) %}{% for i in range(30) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+     "more than 1000000 items"),
+    # Growing a list in place, and Jinja's lorem ipsum generator, are not available at all.
+    ("{% set l = [0] %}{% for i in range(26) %}{% set _ = l.extend(l) %}{% endfor %}", "unsafe"),
+    ("{{ lipsum(20000, False, 999, 1000) }}", "lipsum"),
 ]
 
 
@@ -61,6 +71,18 @@ def test_string_building_is_refused_before_it_allocates(template: str, message: 
     assert message in caught.value.message and caught.value.field == "with.message"
     assert peak < 200 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
     assert time.monotonic() - started < 10
+
+
+def test_a_template_cannot_change_its_context() -> None:
+    """`input` and step outputs are read-only: a template cannot change what later steps see."""
+    context = {"input": {"n": 2}, "steps": {"a": {"output": {"ok": True}}}}
+    for template in ("{{ steps.a.output.update({'ok': False}) }}", "{{ input.clear() }}", "{{ input.pop('n') }}",
+                     "{{ steps.a.output.__setitem__('ok', 1) }}", "{% set x = [1] %}{{ x.append(2) }}"):
+        with pytest.raises(TemplateError):
+            render_value(template, context)
+    assert context == {"input": {"n": 2}, "steps": {"a": {"output": {"ok": True}}}}
+    # Building new values is still fine.
+    assert render_value("{{ input | length }} {{ [1] + [2] }} {{ 2 ** 10 * 3 }}", context) == "1 [1, 2] 3072"
 
 
 def test_ordinary_string_operations_still_work() -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 
+import pytest
 from sqlalchemy import update
 
 from services.core.db.models import Workflow
@@ -181,12 +182,14 @@ steps:
     assert steps[0].status == "timed_out"
 
 
-def test_workflow_deadline_times_out_the_execution(run_workflow) -> None:
-    code, execution, steps = run_workflow("""
+@pytest.mark.parametrize("seconds", ["30", "1e10", "'inf'"])
+def test_workflow_deadline_times_out_the_execution(run_workflow, seconds: str) -> None:
+    # A sleep longer than the platform's timer can count (1e10 s, inf) waits for the deadline too.
+    code, execution, steps = run_workflow(f"""
 name: slowflow
 timeout_seconds: 1
 steps:
-  - {id: nap, type: sleep, with: {seconds: 30}}
+  - {{id: nap, type: sleep, with: {{seconds: {seconds}}}}}
 """)
     assert code == 1 and execution.status == "timed_out"
     assert execution.error == "workflow timed out after 1s during step 'nap'"

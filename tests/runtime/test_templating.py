@@ -59,6 +59,9 @@ def test_errors_name_the_field_and_variable(template: str, message: str) -> None
         ("{{ steps.count.output > 0 }}", True), ("{{ steps.count.output > 5 }}", False),
         ("steps.count.output == 3", True), ("input.who == 'bob'", False),
         ("{{ 'false' }}", False), ("{{ '' }}", False), ("{{ input.items }}", True), ("{{ [] }}", False),
+        # The documented words as the whole `if`, not names to look up.
+        ("", False), ("no", False), ("Off", False), ("null", False), (" none ", False), ("0", False),
+        ("yes", True), ("on", True), ("TRUE", True), ("1", True),
     ],
 )
 def test_if_truthiness(condition: str | bool, expected: bool) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from services.contract import MAX_TIMEOUT_SECONDS
+
 
 class StepError(Exception):
     """The step failed. `output`, when given, is stored with the failure (e.g. an HTTP response).
@@ -60,8 +62,12 @@ class StepContext:
     )
 
     def wait(self, seconds: float) -> None:
-        """Sleep up to `seconds`; raise StepCancelled as soon as the run is being stopped."""
-        if self.cancelled.wait(max(0.0, seconds)):
+        """Sleep up to `seconds`; raise StepCancelled as soon as the run is being stopped.
+
+        No run lasts longer than MAX_TIMEOUT_SECONDS: a longer sleep waits for the deadline (a
+        wait of 1e10 seconds would overflow the platform's timer).
+        """
+        if self.cancelled.wait(min(max(0.0, seconds), MAX_TIMEOUT_SECONDS + 1.0)):
             raise StepCancelled("interrupted")
 
     def check_cancelled(self) -> None:
