@@ -114,9 +114,22 @@ def validate_channel(document: Any, field: str = "channel") -> ChannelConfig:
     return config
 
 
+#: A path segment or query of a secret URL at least this long is a secret of its own: a receiver
+#: that fails often echoes the path it was sent to ("Cannot POST /services/T0/B0/XXXX").
+MIN_SECRET_PART = 8
+
+
 def secret_values(config: ChannelConfig) -> list[str]:
-    """Strings that must never appear in an output, an error or a table."""
-    return [str(config[name]) for name in SECRET_FIELDS if config.get(name)]
+    """Strings that must never appear in an output, an error or a table: each secret field and,
+    for a secret URL (a Slack or webhook address), its path, query and long path segments."""
+    values = [str(config[name]) for name in SECRET_FIELDS if config.get(name)]
+    for value in list(values):
+        parts = urlsplit(value) if "://" in value else None
+        if parts is None:
+            continue
+        pieces = [parts.path, parts.query, *parts.path.split("/")]
+        values.extend(p for p in pieces if len(p) >= MIN_SECRET_PART)
+    return values
 
 
 def redact(text: str, config: ChannelConfig) -> str:

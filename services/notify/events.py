@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
@@ -45,6 +45,7 @@ FINAL_FAILURES = (ExecutionStatus.FAILED.value, ExecutionStatus.TIMED_OUT.value)
 # A fire time whose run ended like this is not late: it succeeded, or a person/policy chose.
 NOT_LATE = (ExecutionStatus.SUCCEEDED.value, ExecutionStatus.SKIPPED.value, ExecutionStatus.CANCELLED.value)
 DETECT_BATCH = 500
+DETECT_PAGES = 40  # long_running: up to 20,000 running runs with such a rule looked at per tick
 SENT_CHUNK_ROWS = 5000  # 3 parameters a row, under PostgreSQL's 65535
 
 
@@ -214,6 +215,51 @@ def fire_times_sent(session: Session, sent: Sequence[tuple[Schedule, datetime]])
     return guarded(session, f"fire_times_sent ({len(values)} fire times)", write)
 
 
+def _settled_in_time(run: Execution, due_at: datetime) -> bool:
+    """The run answers its fire time's deadline: skipped or cancelled (a person or a policy
+    chose), or succeeded no later than the deadline (a success after it was still late)."""
+    if run.status == ExecutionStatus.SUCCEEDED.value:
+        return run.finished_at is None or run.finished_at <= due_at
+    return run.status in NOT_LATE
+
+
+def _resolve_deadline(session: Session, deadline: LateDeadline, now: datetime) -> int:
+    """Decide one due deadline: `late` (written to the outbox) or the outcome that settled it."""
+    runs = list(
+        session.scalars(
+            select(Execution)
+            .where(Execution.schedule_id == deadline.schedule_id, Execution.scheduled_for == deadline.fire_time)
+            .order_by(Execution.attempt.desc(), Execution.created_at.desc())
+        )
+    )
+    done = next((run.status for run in runs if _settled_in_time(run, deadline.due_at)), None)
+    deadline.resolved_at = now
+    if done is not None:
+        deadline.outcome = done
+        return 0
+    deadline.outcome = NotificationEvent.LATE.value
+    schedule = session.get(Schedule, deadline.schedule_id)
+    if schedule is None:
+        return 0
+    rules = _rules(schedule.workflow, schedule)
+    channels = rules.channels_for(NotificationEvent.LATE)
+    if not channels:
+        return 0
+    latest = runs[0] if runs else None
+    details = (
+        _execution_details(latest, schedule.workflow, schedule)
+        if latest is not None
+        else {**_subject_details(schedule.workflow, schedule), "fire_time": deadline.fire_time,
+              "status": "not started"}
+    )
+    details["threshold"] = f"late after {_human(deadline.due_at - deadline.fire_time)}"
+    return enqueue(
+        session, NotificationEvent.LATE, fire_time_subject(schedule.id, deadline.fire_time), channels, details,
+        workflow_id=schedule.workflow_id, schedule_id=schedule.id,
+        execution_id=latest.id if latest is not None else None, fire_time=deadline.fire_time,
+    )
+
+
 def _detect_late(session: Session, now: datetime) -> int:
     deadlines = list(
         session.scalars(
@@ -226,39 +272,18 @@ def _detect_late(session: Session, now: datetime) -> int:
     )
     written = 0
     for deadline in deadlines:
-        runs = list(
-            session.scalars(
-                select(Execution)
-                .where(Execution.schedule_id == deadline.schedule_id, Execution.scheduled_for == deadline.fire_time)
-                .order_by(Execution.attempt.desc(), Execution.created_at.desc())
+        key = (deadline.schedule_id, deadline.fire_time)
+        try:
+            with session.begin_nested():  # one deadline's problem (unreadable rules) is its own
+                written += _resolve_deadline(session, deadline, now)
+        except Exception:
+            log.exception("late check failed for one fire time", extra={"schedule_id": str(key[0])})
+            # Settled as `error`, so it does not come first in every later tick.
+            session.execute(
+                LateDeadline.__table__.update()
+                .where(LateDeadline.schedule_id == key[0], LateDeadline.fire_time == key[1])
+                .values(resolved_at=now, outcome="error")
             )
-        )
-        done = next((run.status for run in runs if run.status in NOT_LATE), None)
-        deadline.resolved_at = now
-        if done is not None:
-            deadline.outcome = done
-            continue
-        deadline.outcome = NotificationEvent.LATE.value
-        schedule = session.get(Schedule, deadline.schedule_id)
-        if schedule is None:
-            continue
-        rules = _rules(schedule.workflow, schedule)
-        channels = rules.channels_for(NotificationEvent.LATE)
-        if not channels:
-            continue
-        latest = runs[0] if runs else None
-        details = (
-            _execution_details(latest, schedule.workflow, schedule)
-            if latest is not None
-            else {**_subject_details(schedule.workflow, schedule), "fire_time": deadline.fire_time,
-                  "status": "not started"}
-        )
-        details["threshold"] = f"late after {_human(deadline.due_at - deadline.fire_time)}"
-        written += enqueue(
-            session, NotificationEvent.LATE, fire_time_subject(schedule.id, deadline.fire_time), channels, details,
-            workflow_id=schedule.workflow_id, schedule_id=schedule.id,
-            execution_id=latest.id if latest is not None else None, fire_time=deadline.fire_time,
-        )
     return written
 
 
@@ -267,8 +292,9 @@ def detect_late(session: Session, now: datetime) -> int:
     return guarded(session, "detect_late", lambda: _detect_late(session, now))
 
 
-def _detect_long_running(session: Session, now: datetime) -> int:
-    rows = session.execute(
+def _long_running_page(session: Session, after: tuple[datetime, uuid.UUID] | None) -> list[Any]:
+    """Running runs whose rules may name `long_running_after`, oldest first, after `after`."""
+    query = (
         select(Execution, Schedule)
         .join(Workflow, Workflow.id == Execution.workflow_id)
         .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
@@ -277,23 +303,46 @@ def _detect_long_running(session: Session, now: datetime) -> int:
             Execution.started_at.is_not(None),
             Workflow.definition.has_key("long_running_after") | Schedule.notify.has_key("long_running_after"),
         )
+        .order_by(Execution.started_at, Execution.id)
         .limit(DETECT_BATCH)
-    ).all()
+    )
+    if after is not None:
+        query = query.where(tuple_(Execution.started_at, Execution.id) > tuple_(*after))
+    return list(session.execute(query).all())
+
+
+def _notify_long_running(session: Session, execution: Execution, schedule: Schedule | None, now: datetime) -> int:
+    rules = _rules(execution.workflow, schedule)
+    if rules.long_running_after is None or execution.started_at + rules.long_running_after > now:
+        return 0
+    channels = rules.channels_for(NotificationEvent.LONG_RUNNING)
+    if not channels:
+        return 0
+    details = _execution_details(execution, execution.workflow, schedule)
+    details["threshold"] = f"running longer than {_human(rules.long_running_after)}"
+    return enqueue(  # once per run: the outbox's idempotency key absorbs the later ticks
+        session, NotificationEvent.LONG_RUNNING, str(execution.id), channels, details,
+        workflow_id=execution.workflow_id, schedule_id=execution.schedule_id, execution_id=execution.id,
+        fire_time=execution.scheduled_for,
+    )
+
+
+def _detect_long_running(session: Session, now: datetime) -> int:
+    """Every running run past its `long_running_after`: all of them are looked at, a page at a
+    time (at most DETECT_PAGES pages), not only the first page of running runs."""
     written = 0
-    for execution, schedule in rows:
-        rules = _rules(execution.workflow, schedule)
-        if rules.long_running_after is None or execution.started_at + rules.long_running_after > now:
-            continue
-        channels = rules.channels_for(NotificationEvent.LONG_RUNNING)
-        if not channels:
-            continue
-        details = _execution_details(execution, execution.workflow, schedule)
-        details["threshold"] = f"running longer than {_human(rules.long_running_after)}"
-        written += enqueue(
-            session, NotificationEvent.LONG_RUNNING, str(execution.id), channels, details,
-            workflow_id=execution.workflow_id, schedule_id=execution.schedule_id, execution_id=execution.id,
-            fire_time=execution.scheduled_for,
-        )
+    after: tuple[datetime, uuid.UUID] | None = None
+    for _ in range(DETECT_PAGES):
+        rows = _long_running_page(session, after)
+        for execution, schedule in rows:
+            try:
+                with session.begin_nested():  # one run's unreadable rules do not stop the others
+                    written += _notify_long_running(session, execution, schedule, now)
+            except Exception:
+                log.exception("long-running check failed for one run", extra={"execution_id": str(execution.id)})
+        if len(rows) < DETECT_BATCH:
+            break
+        after = (rows[-1][0].started_at, rows[-1][0].id)
     return written
 
 

@@ -43,7 +43,9 @@ class _Handler(BaseHTTPRequestHandler):
         status = receiver.status
         if 200 <= status < 300:
             receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        reply = b"ok" if status < 300 else b"unavailable"
+        # A failure names the path, as many servers do ("Cannot POST /hook"): a secret in the
+        # address must not reach the notification's error through the reply.
+        reply = b"ok" if status < 300 else f"unavailable: cannot POST {self.path}".encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(reply)))
@@ -65,9 +67,12 @@ class Receiver:
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
+    #: The address's path: like a Slack webhook's, it holds a secret.
+    path: str = "/hook/T0KEN-in-the-path-7f3a9c"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def start(self) -> Receiver:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)

@@ -147,3 +147,69 @@ def test_long_running_once_per_execution_and_schedule_rules_add_to_the_workflows
     tick(maker, queue, now=utc(2026, 11, 29, 9, 6, 0))
     [long_running] = notifications(db, "long_running")
     assert long_running.channel == "pager" and "running longer than 5m" in long_running.details["threshold"]
+
+
+def add_run(db: str, schedule_id: str, **fields) -> None:
+    with session_factory(db)() as session, session.begin():
+        session.add(Execution(
+            workflow_id=session.get(Schedule, schedule_id).workflow_id, schedule_id=schedule_id, input={},
+            **{"trigger": "schedule", "attempt": 1, **fields},
+        ))
+
+
+def test_late_when_the_run_succeeded_only_after_the_deadline(db, queues, queue) -> None:
+    """Not succeeded *within* the deadline is late, even when the success came before the check
+    (the dispatcher was down from 09:01 to 09:56)."""
+    schedule_id = setup(db, utc(2026, 11, 29, 8, 59), cron="0 * * * *")
+    maker = session_factory(db)
+    tick(maker, queue, now=utc(2026, 11, 29, 9, 0, 5))  # deadline 09:02
+    add_run(db, schedule_id, scheduled_for=utc(2026, 11, 29, 9), dedup_key="after", status="succeeded",
+            started_at=utc(2026, 11, 29, 9, 0, 10), finished_at=utc(2026, 11, 29, 9, 55))
+    tick(maker, queue, now=utc(2026, 11, 29, 9, 56, 5), batch_size=10)
+    [late] = notifications(db, "late")
+    assert late.fire_time == utc(2026, 11, 29, 9) and late.details["status"] == "succeeded"
+
+
+def test_one_schedules_unreadable_rules_do_not_stop_the_others_late_checks(db, queues, queue) -> None:
+    good = setup(db, utc(2026, 11, 29, 8, 59), cron="0 * * * *")
+    maker = session_factory(db)
+    with maker() as session, session.begin():
+        spec = ScheduleSpec(name="broken", workflow="hourly-sync", cron="0 * * * *",
+                            notify={"notify": [{"on": ["late"], "channel": "pager"}]})
+        broken = str(create_schedule(session, spec, now=utc(2026, 11, 29, 8, 59)).id)
+    tick(maker, queue, now=utc(2026, 11, 29, 9, 0, 5))  # both deadlines: 09:02
+    with maker() as session, session.begin():  # written around validation: rules no reader accepts
+        session.execute(Schedule.__table__.update().where(Schedule.name == "broken")
+                        .values(notify={"notify": [{"on": ["late"], "channel": 7}]}))
+    tick(maker, queue, now=utc(2026, 11, 29, 9, 3, 5))
+    assert [(str(n.schedule_id), n.fire_time) for n in notifications(db, "late")] == [(good, utc(2026, 11, 29, 9))]
+    from services.core.db.models import LateDeadline
+
+    with maker() as session:
+        outcomes = dict(session.execute(select(LateDeadline.schedule_id, LateDeadline.outcome)).all())
+    assert {str(k): v for k, v in outcomes.items()} == {good: "late", broken: "error"}
+
+
+def test_long_running_is_found_among_more_running_runs_than_one_page(db, queues, queue, monkeypatch) -> None:
+    """Every running run is looked at, oldest first, a page at a time: 20 older runs of a
+    workflow allowed an hour (overdue too) must not hide a younger run of one allowed five minutes."""
+    from services.notify import events
+
+    monkeypatch.setattr(events, "DETECT_BATCH", 7)  # the same paging, on a smaller fleet
+    schedule_id = setup(db, utc(2026, 11, 29, 8, 59), cron="0 * * * *")  # long_running_after: 5m
+    patient = WORKFLOW.replace("name: hourly-sync", "name: patient").replace("long_running_after: 5m",
+                                                                             "long_running_after: 1h")
+    with session_factory(db)() as session, session.begin():
+        workflow, _ = apply_workflow(session, parse_workflow(patient))
+        for n in range(20):
+            session.add(Execution(workflow_id=workflow.id, trigger="manual", dedup_key=f"patient-{n}", attempt=1,
+                                  status="running", input={}, started_at=utc(2026, 11, 29, 8, 30)))
+    add_run(db, schedule_id, trigger="manual", dedup_key="overdue", status="running",
+            started_at=utc(2026, 11, 29, 9, 50))
+    tick(session_factory(db), queue, now=utc(2026, 11, 29, 10, 0, 5))
+    found = notifications(db, "long_running")
+    assert len(found) == 21
+    [mine] = [n for n in found if str(n.schedule_id) == schedule_id]
+    assert "running longer than 5m" in mine.details["threshold"]
+    tick(session_factory(db), queue, now=utc(2026, 11, 29, 10, 1, 5))
+    assert len(notifications(db, "long_running")) == 21  # once per run

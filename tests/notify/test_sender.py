@@ -71,14 +71,15 @@ def test_an_always_failing_receiver_ends_failed_after_bounded_attempts_and_is_li
     assert outcomes == ["retrying", "retrying", "retrying", "failed"]
     [row] = rows(db)
     assert row.status == "failed" and row.attempts == 4
-    assert row.last_error.startswith("the webhook answered HTTP 500")
+    assert row.last_error.startswith("the webhook answered HTTP 500: unavailable: cannot POST ***")
+    assert "T0KEN" not in row.last_error
 
     listed = wfctl("notifications", "list", "--status", "failed", "--output", "json")
     assert listed.code == 0
     [item] = listed.json()
     assert item["status"] == "failed" and item["attempts"] == 4 and "HTTP 500" in item["last_error"]
     table = wfctl("notifications", "list", "--status", "failed")
-    assert "HTTP 500" in table.out and "failed" in table.out
+    assert "HTTP 500" in table.out and "failed" in table.out and "T0KEN" not in listed.out + table.out
     assert wfctl("notifications", "list", "--status", "sent", "--output", "json").json() == []
     bad = wfctl("notifications", "list", "--status", "lost")
     assert bad.code == 2 and bad.err.strip() == "error: status: 'lost' is not one of pending, sent, failed"

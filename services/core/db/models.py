@@ -211,6 +211,12 @@ class Execution(Base):
             "next_retry_at",
             postgresql_where=text("next_retry_at IS NOT NULL"),
         ),
+        # Notification checks: the runs of a fire time (`late`), a schedule's last outcome and
+        # whether a run was retried (`recovered`).
+        Index("ix_executions_schedule_fire_time", "schedule_id", "scheduled_for"),
+        Index("ix_executions_schedule_finished", "schedule_id", "finished_at",
+              postgresql_where=text("finished_at IS NOT NULL")),
+        Index("ix_executions_retry_of", "retry_of", postgresql_where=text("retry_of IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=_uuid)
