@@ -155,7 +155,9 @@ def parse_time(text: str | datetime, field: str, zone: ZoneInfo) -> datetime:
         raise UserError(field, f"{text!r} is outside the years {FIRST_SUPPORTED_YEAR}-{LAST_SUPPORTED_YEAR}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    # Whole seconds, as messages, dedup keys and the ledger write fire times: an `every` anchored
+    # at 09:00:00.5 would otherwise fire at instants no message can name.
+    return parsed.astimezone(UTC).replace(microsecond=0)
 
 
 def _cron_list(value: str | Sequence[str]) -> list[str]:

@@ -371,3 +371,16 @@ def test_schedules_bounded_at_the_last_supported_year_still_plan(db, fields, exp
         else:  # the longest preview runs into the calendar's end and stops there
             longest = service.preview_fire_times(schedule, 1000, after=utc(9900, 1, 1))
             assert len(longest) < 1000 and longest[-1].year >= 9996  # the last Feb 29 is in 9996
+
+
+def test_times_given_with_fractions_of_a_second_are_whole_seconds(db) -> None:
+    """Fire times are named to the second in messages, dedup keys and the ledger: an interval
+    anchored at 09:00:00.5 fires at 09:00:00, 10:00:00…, instants its messages can name."""
+    make_schedule(db, utc(2026, 11, 28), cron=None, every="1h", start_at="2026-11-29T09:00:00.500Z",
+                  end_at="2026-11-30T09:00:00.999+00:00")
+    with session_factory(db)() as s:
+        schedule = s.scalars(select(Schedule)).one()
+        assert (schedule.start_at, schedule.end_at) == (utc(2026, 11, 29, 9), utc(2026, 11, 30, 9))
+        assert schedule.next_run_at == utc(2026, 11, 29, 9)
+        assert service.preview_fire_times(schedule, 2, after=utc(2026, 11, 29, 8)) == [
+            utc(2026, 11, 29, 9), utc(2026, 11, 29, 10)]
