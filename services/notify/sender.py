@@ -8,7 +8,9 @@ receiver can recognise the repeat. A failure is recorded on the row with its err
 after `backoff_seconds * 2^(attempts-1)` (capped) until `max_attempts`, then the row is `failed`.
 
 A pass is bounded (rows and seconds) and never raises: a slow or broken channel delays other
-notifications a little, never a run or the loop that called it.
+notifications a little, never a run or the loop that called it. A channel whose delivery just
+failed rests (its other rows are not tried) for the first back-off, so one channel that is down
+costs one time-out per rest, not one per row, and the other channels' rows go ahead.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class Sender:
         self.options = options or SenderOptions()
         self.clock = clock
         self.after_send = after_send
+        #: Channels whose last delivery failed, and until when their rows wait.
+        self.resting: dict[str, datetime] = {}
 
     def run_once(self) -> SendSummary:
         """Deliver what is due now; never raises."""
@@ -106,13 +110,17 @@ class Sender:
         return summary
 
     def _claim(self, session: Session, now: datetime) -> Notification | None:
-        return session.scalar(
+        self.resting = {channel: until for channel, until in self.resting.items() if until > now}
+        query = (
             select(Notification)
             .where(Notification.status == NotificationStatus.PENDING.value, Notification.next_attempt_at <= now)
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
+        if self.resting:
+            query = query.where(Notification.channel.not_in(list(self.resting)))
+        return session.scalar(query)
 
     def _config(self, session: Session, name: str) -> ChannelConfig:
         return read_channel(session, name, self.keyring())
@@ -139,6 +147,7 @@ class Sender:
             extra = {"notification_id": row.id, "event": row.event, "channel": row.channel,
                      "execution_id": str(row.execution_id) if row.execution_id else None, "attempt": row.attempts}
             if error is None:
+                self.resting.pop(row.channel, None)
                 if self.after_send is not None:
                     self.after_send(row)
                 row.status = NotificationStatus.SENT.value
@@ -147,6 +156,7 @@ class Sender:
                 log.info("notification sent", extra=extra)
                 return "sent"
             row.last_error = " ".join(error.split())[:MAX_ERROR_CHARS]
+            self.resting[row.channel] = now + backoff(self.options, 1)
             if row.attempts >= self.options.max_attempts:
                 row.status = NotificationStatus.FAILED.value
                 log.warning("notification failed for good", extra={**extra, "error": row.last_error})
