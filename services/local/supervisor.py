@@ -107,6 +107,11 @@ class LocalPlatform:
             restored_note = f", {restored} messages restored" if restored else ""
             say(f"queue: embedded SQS at {self.sqs.endpoint_url}{restored_note}")
         self.env = env
+        if self.options.console_port is not None:
+            # First, so the dispatcher and the spawner know where notifications link to.
+            self._start_console(database_url, say)
+            if not os.environ.get("CONSOLE_URL"):
+                env["CONSOLE_URL"] = self.console.url
         self.state.write_env(env)
         if self.options.examples_dir is not None:
             from services.local.demo_api import start_demo_api
@@ -119,8 +124,6 @@ class LocalPlatform:
                 say(line)
         self._start_spawner()
         say(f"spawner: pid {self.spawner.pid if self.spawner else '-'}, local launcher")
-        if self.options.console_port is not None:
-            self._start_console(database_url, say)
 
     def child_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}

@@ -130,10 +130,11 @@ def slack_body(event: str, details: dict[str, Any], console_url: str | None) -> 
     """Slack's incoming-webhook format: `text` (also the fallback) plus one section block."""
     text = line(event, details)
     url = link(console_url, details)
+    # Slack reads `<…|…>` as a link in both fields: an error message must not become one.
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     markdown = f"{escaped}\n<{url}|Open in the console>" if url else escaped
     return {
-        "text": f"{text} {url}" if url else text,
+        "text": f"{escaped} {url}" if url else escaped,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": markdown}}],
     }
 

@@ -147,6 +147,8 @@ def test_local_up_runs_scheduled_and_manual_runs_stops_cleanly_and_resumes(tmp_p
         link = re.search(r"sign in: (http://127\.0\.0\.1:\d+)/login#token=(wfr_\S+)\)", platform.output())
         assert link is not None, platform.output()
         console_url, token = link.groups()
+        # Notifications link to this console: the platform's processes are told where it is.
+        assert env["CONSOLE_URL"] == console_url
         whoami = httpx.get(f"{console_url}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert whoami.json()["role"] == "admin"
         page = httpx.get(f"{console_url}/api/v1/executions", params={"workflow": "greet"},

@@ -156,3 +156,12 @@ def test_slack_receives_a_valid_incoming_webhook_payload(db, receiver, add_chann
     assert block["type"] == "section" and block["text"]["type"] == "mrkdwn"
     link = f"<https://console.example.test/executions/{execution_id}|Open in the console>"
     assert block["text"]["text"].endswith(link)
+
+
+def test_slack_text_never_turns_an_error_into_a_link() -> None:
+    from services.notify.message import slack_body
+
+    details = {"workflow": "w", "status": "failed", "error": "see <https://evil.example|your invoice> & pay"}
+    body = slack_body("failed", details, None)
+    for text in (body["text"], body["blocks"][0]["text"]["text"]):
+        assert "<https://evil.example|" not in text and "&lt;https://evil.example|your invoice&gt; &amp; pay" in text
