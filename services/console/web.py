@@ -450,6 +450,7 @@ def execution_page(execution_id: str, request: Request) -> Response:
         detail = execution_detail(execution)
         names = queries.schedule_names(session)
         definition_steps = {s["id"]: s for s in execution.workflow.definition.get("steps", [])}
+        events = [audit.event_row(e) for e in audit.list_events(session, "execution", str(execution.id), limit=20)]
     # Steps not started yet are shown as pending rows, so the timeline has the whole workflow.
     seen = {step["id"] for step in detail["steps"]}
     planned = (
@@ -484,6 +485,7 @@ def execution_page(execution_id: str, request: Request) -> Response:
         output=_pretty(detail["output"]),
         step_outputs={s["id"]: _pretty(s["output"]) for s in steps},
         schedule_name=names.get(detail["schedule_id"]) if detail["schedule_id"] else None,
+        events=events,
         nav="executions",
     )
 
@@ -505,7 +507,8 @@ def integrations_page(request: Request) -> Response:
     viewer = require_viewer(request)
     with state_of(request).db() as session:
         rows = list_integrations(session)
-    return render(request, "integrations.html", viewer, integrations=rows, nav="integrations")
+        events = [audit.event_row(e) for e in audit.list_events(session, "integration", limit=20)]
+    return render(request, "integrations.html", viewer, integrations=rows, events=events, nav="integrations")
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -536,7 +539,12 @@ def tokens_page(request: Request) -> Response:
     require(viewer.principal, Role.ADMIN)
     with state_of(request).db() as session:
         rows = list_tokens(session)
-    return render(request, "tokens.html", viewer, tokens=rows, created=None, nav="tokens")
+        events = _token_events(session)
+    return render(request, "tokens.html", viewer, tokens=rows, created=None, events=events, nav="tokens")
+
+
+def _token_events(session: Any) -> list[dict[str, Any]]:
+    return [audit.event_row(e) for e in audit.list_events(session, "token", limit=20)]
 
 
 @router.post("/tokens", response_class=HTMLResponse)
@@ -557,6 +565,7 @@ def tokens_create(request: Request, name: str = Form(""), role: str = Form(""), 
         error = f"{failure.field}: {failure.message}"
     with state_of(request).db() as session:
         rows = list_tokens(session)
+        events = _token_events(session)
     return render(
         request,
         "tokens.html",
@@ -564,6 +573,7 @@ def tokens_create(request: Request, name: str = Form(""), role: str = Form(""), 
         tokens=rows,
         created=created,
         error=error,
+        events=events,
         nav="tokens",
         status_code=201 if created else 400,
     )

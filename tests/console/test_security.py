@@ -296,3 +296,30 @@ def test_console_actions_and_token_creation_are_audited(console: Console, queues
         ("token:admin-token", "token.create", "made-in-console"),
     ]
     assert len(queues.drain()) == 1
+
+
+def test_changes_are_shown_beside_the_runs_tokens_and_integrations_they_touched(console: Console, queues: Any) -> None:
+    """SPEC: the audit trail is listable *and shown beside the object*: a run's page shows who
+    asked to cancel it; the tokens and integrations pages list their changes."""
+    from datetime import UTC, datetime
+
+    from tests.console.test_api import add_executions
+
+    [running] = add_executions(console, 1, datetime.now(UTC), status="running")
+    with signed_in(console, "admin") as browser:
+        csrf = page_csrf(browser, f"/executions/{running}")
+        assert browser.post(f"/actions/execution.cancel/{running}", data={"csrf_token": csrf}).status_code == 303
+        page = browser.get(f"/executions/{running}").text
+        assert re.search(r'data-testid="cancel-requested-by">token:admin-token', page)
+        audit_rows = page.split('data-testid="audit"', 1)[1]
+        assert "execution.cancel" in audit_rows and "token:admin-token" in audit_rows
+        assert browser.post("/tokens", data={"csrf_token": csrf, "name": "ci", "role": "viewer"}).status_code == 201
+        tokens = browser.get("/tokens").text
+        assert "token.create" in tokens.split('data-testid="audit"', 1)[1]
+    keyring = keyring_from_value(generate_key())
+    with session_factory(console.database_url)() as session, session.begin():
+        set_integration(session, "items-api", {"type": "bearer", "token": SECRET_VALUE}, keyring, actor="cli:ops")
+    with signed_in(console, "viewer") as browser:
+        integrations = browser.get("/integrations").text
+        assert "integration.create" in integrations and "cli:ops" in integrations
+        assert SECRET_VALUE not in integrations
