@@ -37,8 +37,10 @@ from services.core.executions import now_utc, transition
 
 #: pg_advisory_xact_lock key of admission decisions (an arbitrary constant: "wfr" + 1).
 ADMISSION_LOCK = 0x77667201
-#: Queued runs looked at per pass (the oldest ones; a pass admits at most this many).
-MAX_CANDIDATES = 1000
+#: Queued runs looked at per pass (the oldest ones; a pass admits at most this many), and of
+#: them at most MAX_PER_QUEUE of each (workflow, schedule).
+MAX_CANDIDATES = 5000
+MAX_PER_QUEUE = 100
 BUFFERING = (Overlap.BUFFER_ONE.value, Overlap.BUFFER_ALL.value)
 WAITING = "waiting for a slot"
 
@@ -158,15 +160,32 @@ def enqueue(session: Session, execution_id: uuid.UUID, pool: str | None, overlap
 
 
 def _candidates(session: Session) -> list[Candidate]:
+    """The queued runs one pass considers, oldest first: the oldest MAX_PER_QUEUE of each
+    (workflow, schedule), so a long backlog of one workflow never hides another's runs, at most
+    MAX_CANDIDATES in all. Oldest by fire time (a catch-up batch arrives in any order), else by
+    arrival."""
+    age = func.coalesce(Execution.scheduled_for, Execution.created_at)
+    ranked = (
+        select(
+            Execution.id.label("id"),
+            func.row_number()
+            .over(partition_by=(Execution.workflow_id, Execution.schedule_id),
+                  order_by=(age, Execution.created_at, Execution.id))
+            .label("place"),
+        )
+        .where(Execution.status == ExecutionStatus.QUEUED.value)
+        .subquery()
+    )
     rows = session.execute(
         select(
             Execution.id, Execution.workflow_id, Workflow.name, Workflow.definition, Execution.pool,
             Execution.schedule_id, Schedule.name, Schedule.overlap,
         )
+        .join(ranked, ranked.c.id == Execution.id)
         .join(Workflow, Workflow.id == Execution.workflow_id)
         .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
-        .where(Execution.status == ExecutionStatus.QUEUED.value)
-        .order_by(Execution.created_at, Execution.id)
+        .where(ranked.c.place <= MAX_PER_QUEUE)
+        .order_by(age, Execution.created_at, Execution.id)
         .limit(MAX_CANDIDATES)
     ).all()
     return [

@@ -186,6 +186,9 @@ class MessageHandler:
                 self.metrics.skipped.inc()
                 log.info("execution skipped: the previous run is still active", extra=extra)
                 return Result(Disposition.DONE, execution_id=execution.id)
+            if decision.superseded:
+                log.info("execution not started: a later run of its schedule replaced it", extra=extra)
+                return Result(Disposition.DONE, execution_id=execution.id)
             try:
                 for name in decision.jobs_to_delete:
                     self.launcher.delete(name)

@@ -159,6 +159,8 @@ def classify_job(
         if failed.get("reason") == "DeadlineExceeded":
             deadline = spec.get("activeDeadlineSeconds")
             detail = f" after {deadline}s" if deadline else ""
+            blocked = waiting_reason(pods)  # the deadline counts from the Job's start, pulls included
+            detail += f" ({blocked})" if blocked else ""
             return JobOutcome(name, execution_id, JobState.TIMED_OUT, f"deadline exceeded{detail}")
         parts = [str(failed.get("reason") or "Failed")]
         detail = termination_detail(pods) or waiting_reason(pods)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,8 +34,20 @@ from services.spawner.jobs import job_name
 @dataclass(frozen=True)
 class OverlapDecision:
     skipped: bool = False
+    #: This run must not start: a later run of its schedule replaced it (before or while it was
+    #: being decided), or it is no longer pending.
+    superseded: bool = False
     #: Jobs of the runs this one replaces; the caller deletes them before creating its own.
     jobs_to_delete: list[str] = field(default_factory=list)
+
+
+def superseded_error(execution_id: uuid.UUID) -> str:
+    return f"cancelled: superseded by execution {execution_id}, a later run of the same schedule"
+
+
+def _run_order(scheduled_for: datetime | None, created_at: datetime) -> tuple[datetime, datetime]:
+    """Which of two runs of a schedule is the later one: by fire time, then by arrival."""
+    return (scheduled_for or created_at, created_at)
 
 
 def replaced_error(execution_id: uuid.UUID) -> str:
@@ -63,9 +76,16 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
     policy = session.scalar(select(Schedule.overlap).where(Schedule.id == execution.schedule_id).with_for_update())
     if policy is None or policy in (Overlap.ALLOW, Overlap.BUFFER_ONE, Overlap.BUFFER_ALL):
         return OverlapDecision()  # buffering is admission's business (services.spawner.admission)
+    # Read again under the lock: another worker may have decided about this run meanwhile (a
+    # later run of the schedule replaced it), and that decision stands.
+    mine = session.execute(
+        select(Execution.status, Execution.scheduled_for, Execution.created_at).where(Execution.id == execution.id)
+    ).one()
+    if mine.status != ExecutionStatus.PENDING.value:
+        return OverlapDecision(superseded=True)
     others = list(
         session.execute(
-            select(Execution.id, Execution.status).where(
+            select(Execution.id, Execution.status, Execution.scheduled_for, Execution.created_at).where(
                 Execution.schedule_id == execution.schedule_id,
                 Execution.id != execution.id,
                 Execution.status.in_([str(s) for s in ACTIVE_STATUSES]),
@@ -75,7 +95,7 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
     if policy == Overlap.SKIP:
         if not others:
             return OverlapDecision()
-        other_id, other_status = others[0]
+        other_id, other_status = others[0][:2]
         transition(
             session,
             execution.id,
@@ -86,9 +106,20 @@ def apply_overlap(session: Session, execution: Execution) -> OverlapDecision:
         )
         _record_dropped(session, execution, FireReason.OVERLAP_SKIP)
         return OverlapDecision(skipped=True)
-    # replace: cancel the others now; a retried message also re-deletes the Jobs of the runs it
+    # replace: a later run of the schedule is already active (its message came first, or this
+    # is a retry of an older fire time): this one is stale and never starts.
+    order = _run_order(mine.scheduled_for, mine.created_at)
+    later = [o for o in others if _run_order(o.scheduled_for, o.created_at) > order]
+    if later:
+        transition(
+            session, execution.id, [ExecutionStatus.PENDING], ExecutionStatus.CANCELLED,
+            finished_at=now_utc(), error=superseded_error(later[0].id),
+        )
+        _record_dropped(session, execution, FireReason.OVERLAP_REPLACE)
+        return OverlapDecision(superseded=True)
+    # Cancel the earlier ones now; a retried message also re-deletes the Jobs of the runs it
     # cancelled earlier, in case it died between the cancel and the delete.
-    for other_id, _ in others:
+    for other_id, *_ in others:
         if finish_execution(session, other_id, ExecutionStatus.CANCELLED, error=replaced_error(execution.id)):
             replaced = session.get(Execution, other_id)
             if replaced is not None:

@@ -87,6 +87,10 @@ class Reconciler:
                 self.on_reconciled(str(status))
         return changed
 
+    def _status_of(self, execution_id: object) -> str | None:
+        with self.session_maker() as session:
+            return session.scalar(select(Execution.status).where(Execution.id == execution_id))
+
     def _never_claimed(self, execution_id: object) -> bool:
         """Still `starting`, nobody asked to cancel it, and within its start timeout: no runner
         ever ran a step of it, so launching it again is safe."""
@@ -120,7 +124,13 @@ class Reconciler:
                                                                "error": str(error)})
             return None
         status = execution_status_for(outcome)
-        changed = status is not None and self._record(outcome.execution_id, status, error_for(outcome))
+        error = error_for(outcome)
+        if status == ExecutionStatus.TIMED_OUT and self._status_of(outcome.execution_id) == ExecutionStatus.STARTING:
+            # Kubernetes counts the deadline from the Job's start, a pod that never ran included
+            # (an image that never pulls, no node to run on): no runner claimed the run, so it
+            # did not time out, it never started, and a retry would not help.
+            status, error = ExecutionStatus.FAILED, f"runner never started: {error}"
+        changed = status is not None and self._record(outcome.execution_id, status, error)
         if outcome.stuck:
             try:
                 self.launcher.delete(outcome.job_name)

@@ -384,3 +384,30 @@ def test_times_given_with_fractions_of_a_second_are_whole_seconds(db) -> None:
         assert schedule.next_run_at == utc(2026, 11, 29, 9)
         assert service.preview_fire_times(schedule, 2, after=utc(2026, 11, 29, 8)) == [
             utc(2026, 11, 29, 9), utc(2026, 11, 29, 10)]
+
+
+@pytest.mark.parametrize("order", ["newer first", "older first"])
+def test_replace_keeps_exactly_the_later_run_whichever_message_is_decided_first(db, queues, queue, order) -> None:
+    """Two runs of a `replace` schedule handled at the same moment (two workers, a catch-up
+    batch, a retry): whatever order their decisions take, the later fire time runs and the
+    earlier one is cancelled, never both."""
+    from services.spawner.overlap import apply_overlap
+
+    make_schedule(db, utc(2026, 11, 28, 8, 20, 30), cron="*/20 * * * *", catchup="all", overlap="replace")
+    tick(session_factory(db), queue, now=utc(2026, 11, 28, 9, 5))
+    bodies = sorted(sent_bodies(queues), key=lambda b: b["scheduled_for"])[-2:]  # 08:40 and 09:00
+    maker = session_factory(db)
+    ids = []
+    for body in bodies:  # both inserted (pending) before either decision: the race
+        with maker() as s, s.begin():
+            ids.append(insert_execution(s, parse_message(json.dumps(body)))[0].id)
+    decisions = {}
+    for execution_id in (ids[::-1] if order == "newer first" else ids):
+        with maker() as s, s.begin():
+            decisions[execution_id] = apply_overlap(s, s.get_one(Execution, execution_id))
+    older, newer = ids
+    assert decisions[older].superseded and not decisions[newer].superseded
+    with maker() as s:
+        statuses = {e.id: e.status for e in s.scalars(select(Execution).where(Execution.id.in_(ids)))}
+    assert statuses == {older: "cancelled", newer: "pending"}
+    assert [(t[11:16], d, r) for t, d, r in ledger(db) if d == "dropped"] == [("08:40", "dropped", "overlap_replace")]

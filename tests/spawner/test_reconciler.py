@@ -216,6 +216,21 @@ def test_reconciler_against_the_emulator(db, emulator, workflow):
             },
         },
     )
+    # The deadline fired while the image never pulled: the runner never claimed the run (still
+    # `starting`), so it did not time out, it never started (and is not retried as a time-out).
+    never_started = _execution(db, workflow, ExecutionStatus.STARTING)
+    _put_job(emulator, never_started, failed("DeadlineExceeded"))
+    emulator.put(
+        PODS,
+        f"{job_name(never_started.id)}-pull",
+        {
+            "metadata": {"name": f"{job_name(never_started.id)}-pull", "namespace": NAMESPACE,
+                         "labels": {"app": "workflow-runner", "execution-id": str(never_started.id)}},
+            "status": {"phase": "Pending", "containerStatuses": [
+                {"name": "runner", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}}}]},
+        },
+    )
     finished_by_runner = _execution(db, workflow, ExecutionStatus.RUNNING)
     with session_factory(db)() as session:
         transition(session, finished_by_runner.id, ["running"], ExecutionStatus.SUCCEEDED)
@@ -249,8 +264,11 @@ def test_reconciler_against_the_emulator(db, emulator, workflow):
     assert status == ExecutionStatus.FAILED and "no runner Job found" in error
     assert _status(db, jobless_new)[0] == ExecutionStatus.PENDING
     assert "someone-else" in emulator.jobs()
-    assert ended == {"timed_out": 1, "failed": 3}
-    assert sorted(reconciled) == ["failed", "failed", "failed", "timed_out"]
+    status, error = _status(db, never_started)
+    assert status == ExecutionStatus.FAILED
+    assert error == "runner never started: deadline exceeded after 60s (ImagePullBackOff: pull access denied)"
+    assert ended == {"timed_out": 1, "failed": 4}
+    assert sorted(reconciled) == ["failed", "failed", "failed", "failed", "timed_out"]
     # A second pass changes nothing: terminal statuses are never overwritten.
     assert reconciler.run_once() == {}
 
