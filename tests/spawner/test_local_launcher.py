@@ -211,3 +211,35 @@ def test_a_restarted_spawner_adopts_the_runs_of_its_predecessor(tmp_path, templa
     finally:
         before.close()
         after.close()
+
+
+def test_deleting_an_adopted_runner_stops_its_process(tmp_path, template):
+    """A run cancelled after a spawner restart: the new spawner has only the runner's pid, and
+    must still stop it (its slot frees only once the process is gone)."""
+    import time
+
+    runs_dir = tmp_path / "runs"
+    job = build_job(template, FakeExecution(), FakeWorkflow(timeout_seconds=60))
+    name = job.metadata.name
+    before = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir)
+    after = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir, grace_seconds=2)
+    try:
+        assert before.launch(job) is True
+        for _ in range(100):  # bounded: until the runner is up and recorded
+            if (runs_dir / f"{name}.pid").exists():
+                break
+            time.sleep(0.05)
+        original = before._runs[name].process
+        assert after.launch(job) is False and after._runs[name].adopted_pid == original.pid
+        after.delete(name)
+        assert original.wait(timeout=10) is not None  # the runner was stopped
+        before.observe()
+        for _ in range(100):
+            outcomes = [o for o in after.observe() if o.job_name == name]
+            if outcomes and outcomes[0].state == JobState.FAILED:
+                break
+            time.sleep(0.05)
+        assert outcomes[0].reason == "Job deleted" and after.process_ended(name)
+    finally:
+        before.close()
+        after.close()

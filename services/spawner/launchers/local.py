@@ -149,7 +149,12 @@ class LocalLauncher:
                 del self._runs[job_name]  # a finished Job deleted is gone, and may be created again
                 return
             run.deleted = True
-            if run.process is None:
+            if run.adopted_pid is not None:
+                # A runner started before a restart: no process handle, but its pid. Stopped like
+                # any other; its end is noticed when the pid is gone.
+                self._signal_adopted_locked(run, signal.SIGTERM)
+                run.terminate_sent = time.monotonic()
+            elif run.process is None:
                 run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, "Job deleted")
                 run.ended = time.monotonic()
             elif run.process.poll() is None:
@@ -225,6 +230,14 @@ class LocalLauncher:
         state = JobState.RUNNING if started else JobState.PENDING
         return JobOutcome(run.name, run.execution_id, state)
 
+    def _signal_adopted_locked(self, run: _Run, signum: signal.Signals) -> None:
+        pid = self._live_runner_pid(run.name)
+        if pid is not None and pid == run.adopted_pid:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
     def _terminate_locked(self, run: _Run) -> None:
         assert run.process is not None
         if run.terminate_sent is None:
@@ -242,11 +255,14 @@ class LocalLauncher:
                 if self._live_runner_pid(run.name) is None:
                     # Its exit status went to the previous spawner; the reconciler reads the
                     # execution's own record and fails it only if the runner recorded nothing.
-                    run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, "runner process ended")
+                    reason = "Job deleted" if run.deleted else "runner process ended"
+                    run.outcome = JobOutcome(run.name, run.execution_id, JobState.FAILED, reason)
                     run.ended = now
                     self._forget_pid(run.name)
                 else:
                     running += 1
+                    if run.terminate_sent is not None and now - run.terminate_sent >= self.grace_seconds:
+                        self._signal_adopted_locked(run, signal.SIGKILL)
                 continue
             if run.process is None or run.outcome is not None:
                 continue
