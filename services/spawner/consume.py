@@ -424,9 +424,16 @@ class Spawner:
         unfinished = [i for i, name in launched.items() if not self.launcher.process_ended(name)]
         try:
             with self.session_maker() as session:
-                # Runs waiting for a slot are this spawner's to start once one frees.
+                # Runs waiting for a slot are this spawner's to start once one frees; so are runs
+                # admitted whose Job could not be created yet (`starting` without a Job name,
+                # launched again by the run-control sweep).
                 queued = Execution.status == ExecutionStatus.QUEUED.value
-                waiting = session.scalar(select(Execution.id).where(queued).limit(1))
+                admitted_without_job = (
+                    (Execution.status == ExecutionStatus.STARTING.value)
+                    & Execution.admitted_at.is_not(None)
+                    & Execution.job_name.is_(None)
+                )
+                waiting = session.scalar(select(Execution.id).where(queued | admitted_without_job).limit(1))
                 if waiting is not None:
                     return False
                 if not unfinished:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from services.core.db.models import ExecutionStatus
+from services.core.db.session import session_factory
 from services.spawner.jobs import job_name
 from tests.spawner.conftest import (
     dlq_messages,
@@ -234,6 +236,33 @@ def test_drain_check_survives_a_database_outage():
         session_maker=unreachable,
     )
     assert Spawner._drained(state) is False
+
+
+def test_drain_waits_for_an_admitted_run_whose_job_is_not_created_yet(db, workflow):
+    """A run admitted when a slot freed, whose Job creation failed (the API was down): the
+    run-control sweep launches it again, so `--drain` must not exit before it has a Job."""
+    import threading
+    from types import SimpleNamespace
+
+    from services.core.db.models import Execution
+    from services.core.executions import insert_execution, transition
+    from services.spawner.consume import Spawner
+    from tests.spawner.conftest import manual_message
+
+    state = SimpleNamespace(
+        _lock=threading.Lock(), _in_flight={}, _acks=[], _launched={},
+        queue=SimpleNamespace(approximate_depth=lambda: 0),
+        launcher=SimpleNamespace(process_ended=lambda name: True),
+        session_maker=session_factory(db),
+    )
+    assert Spawner._drained(state) is True
+    with session_factory(db)() as session, session.begin():
+        execution, _ = insert_execution(session, manual_message(workflow))
+        transition(session, execution.id, ["pending"], ExecutionStatus.STARTING, admitted_at=datetime.now(UTC))
+    assert Spawner._drained(state) is False
+    with session_factory(db)() as session, session.begin():
+        session.execute(Execution.__table__.update().values(job_name="workflow-exec-x"))
+    assert Spawner._drained(state) is True
 
 
 def test_a_connection_postgres_closed_costs_no_redelivery(db, queues, emulator, workflow, start_spawner, caplog):
