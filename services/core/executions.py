@@ -114,6 +114,12 @@ def insert_execution(db: Session | Connection, message: RunMessage) -> tuple[New
     return NewExecution(*row), created
 
 
+def existing_execution(db: Session | Connection, dedup_key: str) -> NewExecution | None:
+    """The execution a dedup key already has, if any (a redelivered message)."""
+    row = _connection_of(db).exec_driver_sql(_BY_DEDUP_KEY, {"dedup_key": dedup_key}).first()
+    return NewExecution(*row) if row is not None else None
+
+
 def mark_starting(db: Session | Connection, execution_id: uuid.UUID, job_name: str) -> bool:
     """`pending` → `starting` with its Job's name (the spawner's per-message `transition`)."""
     result = _connection_of(db).exec_driver_sql(

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.db.models import TERMINAL_STATUSES, Execution, ExecutionStatus, Overlap
 from services.core.executions import (
     NewExecution,
+    existing_execution,
     finish_execution,
     get_execution,
     insert_execution,
@@ -112,8 +113,12 @@ def _record(connection: Connection, run: RunMessage) -> tuple[Target | None, New
     """The message's execution record: (target, execution, created). The target is None when
     the workflow does not exist, the execution None when the schedule does not (nothing written)."""
     target = find_target(connection, run)
-    if target is None or (run.schedule_id is not None and not target.schedule_exists):
+    if target is None:
         return target, None, False
+    if run.schedule_id is not None and not target.schedule_exists:
+        # The schedule was deleted after this message was first handled: its run exists and is
+        # finished as any other (a new one is not recorded for a schedule that is gone).
+        return target, existing_execution(connection, run.dedup_key), False
     execution, created = insert_execution(connection, run)
     return target, execution, created
 

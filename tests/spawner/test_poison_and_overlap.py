@@ -148,3 +148,47 @@ def test_overlap_allow_runs_alongside(db, queues, emulator, workflow, start_spaw
     assert wait_for(lambda: len(emulator.jobs()) == 1 and queue_empty(queues) and spawner.parts.spawner.idle())
     spawner.stop()
     assert sorted(e.status for e in executions(db)) == [ExecutionStatus.RUNNING, ExecutionStatus.STARTING]
+
+
+def test_a_redelivered_message_of_a_deleted_schedule_finishes_its_existing_run(
+    db, queues, emulator, workflow, start_spawner
+):
+    """The first delivery recorded the run and died; the schedule was deleted before the message
+    came back. The run exists, so it is launched as any other, not dead-lettered and left pending."""
+    from datetime import UTC, datetime
+
+    from services.core.executions import insert_execution
+    from services.dispatcher.schedules import delete_schedule
+    from tests.spawner.conftest import make_schedule, schedule_message
+
+    schedule = make_schedule(db, workflow)
+    message = schedule_message(schedule, datetime(2026, 11, 30, 10, 0, tzinfo=UTC))
+    with session_factory(db)() as session, session.begin():
+        insert_execution(session, message)  # the first delivery, which then died
+        delete_schedule(session, schedule.name)
+    send(queues, message.to_json())
+    spawner = start_spawner()
+    assert wait_for(lambda: len(emulator.jobs()) == 1 and queue_empty(queues) and spawner.parts.spawner.idle())
+    spawner.stop()
+    assert dlq_messages(queues) == []
+    [execution] = executions(db)
+    assert execution.dedup_key == message.dedup_key and execution.status == "starting"
+
+
+def test_a_message_of_a_deleted_schedule_without_a_run_is_dead_lettered(db, queues, emulator, workflow, start_spawner):
+    from datetime import UTC, datetime
+
+    from services.dispatcher.schedules import delete_schedule
+    from tests.spawner.conftest import make_schedule, schedule_message
+
+    schedule = make_schedule(db, workflow)
+    message = schedule_message(schedule, datetime(2026, 11, 30, 10, 0, tzinfo=UTC))
+    with session_factory(db)() as session, session.begin():
+        delete_schedule(session, schedule.name)
+    send(queues, message.to_json())
+    spawner = start_spawner()
+    assert wait_for(lambda: queue_empty(queues) and spawner.parts.spawner.idle())
+    spawner.stop()
+    [parked] = dlq_messages(queues)
+    assert "does not exist" in parked["MessageAttributes"]["reason"]["StringValue"]
+    assert executions(db) == [] and emulator.jobs() == {}
