@@ -74,6 +74,23 @@ def _open(database_url: str, application_name: str) -> psycopg.Connection[Any]:
     )
 
 
+def _open_patiently(database_url: str, application_name: str) -> psycopg.Connection[Any]:
+    """The run's first connection, tried for up to RECONNECT_SECONDS: a database that is briefly
+    unreachable or full ("too many clients") when the Job starts is a platform fault, and a
+    runner that gave up at once would fail the run without a word on its record."""
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    delay = 0.1
+    while True:
+        try:
+            return _open(database_url, application_name)
+        except psycopg.OperationalError as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("runner cannot reach the database yet; trying again", extra={"error": str(error)[:200]})
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
@@ -89,7 +106,7 @@ class RunStore:
     def connect(cls, database_url: str, execution_id: uuid.UUID) -> Iterator[RunStore]:
         """One connection for the run, named `wfr-runner <execution-id>` in pg_stat_activity."""
         application_name = f"{RUNNER_APPLICATION_NAME} {execution_id}"
-        store = cls(_open(database_url, application_name), database_url, application_name)
+        store = cls(_open_patiently(database_url, application_name), database_url, application_name)
         try:
             yield store
         finally:

@@ -46,3 +46,26 @@ def test_a_runner_survives_its_connection_being_terminated(db) -> None:
     execution, steps = load(db, seeded.execution_id)
     assert execution.status == "succeeded", execution.error
     assert [(s.step_id, s.status) for s in steps] == [("nap", "succeeded"), ("after", "succeeded")]
+
+
+def test_a_runner_waits_for_a_database_it_cannot_reach_yet(db, monkeypatch, caplog) -> None:
+    """The Job starts while Postgres refuses connections (a restart, "too many clients"): the
+    runner tries again instead of exiting 1 with nothing recorded."""
+    import uuid
+
+    from services.runtime import store as store_module
+
+    real_open = store_module._open
+    refusals = []
+
+    def flaky_open(database_url: str, application_name: str):
+        if len(refusals) < 3:
+            refusals.append(application_name)
+            raise psycopg.OperationalError("FATAL: sorry, too many clients already")
+        return real_open(database_url, application_name)
+
+    monkeypatch.setattr(store_module, "_open", flaky_open)
+    with store_module.RunStore.connect(db, uuid.uuid4()) as store:
+        assert store.status(uuid.uuid4()) is None  # connected and answering
+    assert len(refusals) == 3
+    assert sum("cannot reach the database yet" in r.getMessage() for r in caplog.records) == 3
