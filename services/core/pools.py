@@ -23,7 +23,7 @@ MAX_SLOTS = 10_000
 
 
 def check_pool(name: str, slots: int) -> None:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):  # `$` in `match` would accept a trailing newline
         raise UserError("name", f"{name!r} is not a pool name (lowercase letters, digits, '-', '_', '.')")
     if not 1 <= slots <= MAX_SLOTS:
         raise UserError("slots", f"must be between 1 and {MAX_SLOTS}, got {slots}")

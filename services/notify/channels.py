@@ -39,7 +39,7 @@ ChannelConfig = dict[str, Any]
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):  # `$` in `match` would accept a trailing newline
         raise UserError("name", "must be lowercase letters, digits, '.', '_' or '-' (at most 253)")
     return name
 
@@ -87,7 +87,7 @@ def validate_channel(document: Any, field: str = "channel") -> ChannelConfig:
         raise UserError(f"{field}.starttls", "must be true or false")
     config["starttls"] = starttls
     sender = _string(document, "from", field)
-    if not EMAIL.match(sender):
+    if not EMAIL.fullmatch(sender):
         raise UserError(f"{field}.from", "must be an email address")
     config["from"] = sender
     recipients = document.get("to")
@@ -96,7 +96,7 @@ def validate_channel(document: Any, field: str = "channel") -> ChannelConfig:
     if not isinstance(recipients, list) or not recipients:
         raise UserError(f"{field}.to", "must be an email address or a non-empty list of them")
     for recipient in recipients:
-        if not isinstance(recipient, str) or not EMAIL.match(recipient):
+        if not isinstance(recipient, str) or not EMAIL.fullmatch(recipient):
             raise UserError(f"{field}.to", f"{recipient!r} is not an email address")
     config["to"] = recipients
     has_user, has_password = document.get("username") is not None, document.get("password") is not None

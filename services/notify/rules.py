@@ -46,7 +46,7 @@ def validate_rules(rules: Any, field: str = "notify") -> list[dict[str, Any]]:
             if event not in EVENTS:
                 raise UserError(f"{where}.on", f"{event!r} is not one of {', '.join(EVENTS)}")
         channel = rule.get("channel")
-        if not isinstance(channel, str) or not CHANNEL_NAME.match(channel):
+        if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
             raise UserError(f"{where}.channel", "must be the name of a channel (see wfctl channels list)")
         normalised.append({"on": list(dict.fromkeys(events)), "channel": channel})
     return normalised

@@ -70,3 +70,27 @@ def test_the_line_says_everything_in_the_schedules_zone() -> None:
     )
     assert message.link("https://c.example/", details) == "https://c.example/executions/0b0c"
     assert message.link(None, details) is None
+
+
+def test_names_with_a_trailing_newline_are_refused() -> None:
+    """`re.match` with `$` accepts "ops\\n": every name is matched whole."""
+    import pytest
+
+    from services.core.errors import UserError
+    from services.core.pools import check_pool
+    from services.notify.channels import check_name, validate_channel
+    from services.notify.rules import validate_rules
+
+    for refused in (
+        lambda: validate_rules([{"on": ["failed"], "channel": "ops\n"}]),
+        lambda: check_pool("gpu\n", 1),
+        lambda: check_name("ops\n"),
+        lambda: validate_channel({"type": "email", "host": "smtp.example.com", "from": "a@example.com\n",
+                                  "to": ["b@example.com"]}),
+        lambda: validate_channel({"type": "email", "host": "smtp.example.com", "from": "a@example.com",
+                                  "to": ["b@example.com\n"]}),
+    ):
+        with pytest.raises(UserError):
+            refused()
+    assert validate_channel({"type": "email", "host": "smtp.example.com", "from": "a@example.com",
+                             "to": ["b@example.com"]})["port"] == 587  # the same, whole, is fine
