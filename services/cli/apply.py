@@ -8,7 +8,7 @@ import typer
 
 from services.cli.context import settings
 from services.cli.jsonarg import read_standard_input
-from services.cli.render import OUTPUT_OPTION, OutputFormat, to_json
+from services.cli.render import OUTPUT_OPTION, OutputFormat, to_json, warn_unknown_channels
 from services.core.audit import cli_actor
 from services.core.db.session import session_factory
 from services.dispatcher.apply import apply_documents, parse_documents, read_manifests
@@ -34,6 +34,8 @@ def apply(
     session = session_factory(settings().require_database_url())()
     try:
         changes = apply_documents(session, documents, prune=prune, known_step_types=known, actor=cli_actor())
+        for doc in documents:
+            warn_unknown_channels(session, doc.body.get("notify"), f"{doc.kind.lower()} {doc.name}")
         if dry_run:
             session.rollback()  # validated and computed exactly as a real apply, then undone
         else:

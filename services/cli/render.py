@@ -70,3 +70,14 @@ def emit_object(data: dict[str, Any], output: OutputFormat) -> None:
                 typer.echo("  - " + ", ".join(f"{k}={_cell(v)}" for k, v in item.items()))
         else:
             typer.echo(f"{key.ljust(width)}  {_cell(value)}")
+
+
+def warn_unknown_channels(session: Any, settings: Any, owner: str) -> None:
+    """A `warning:` line on stderr per channel `owner`'s notify rules name that does not exist:
+    accepted (channels may come later), but a notification to it would fail when due."""
+    from services.notify.channels import unknown_channels
+
+    document = {"notify": settings} if isinstance(settings, list) else settings
+    for name in unknown_channels(session, document if isinstance(document, dict) else None):
+        hint = f"create it: wfctl channels set {name} -f FILE"
+        typer.echo(f"warning: {owner}: notify names no channel {name!r} yet ({hint})", err=True)

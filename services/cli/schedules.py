@@ -10,7 +10,7 @@ import typer
 from services.cli.context import database, work_queue
 from services.cli.jsonarg import parse_json_option, read_json_argument
 from services.cli.remote import remote_api
-from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows, warn_unknown_channels
 from services.core.audit import cli_actor
 from services.core.db.models import Catchup, Overlap
 from services.core.inputs import parse_input
@@ -89,6 +89,7 @@ def create(
     with database() as session:
         schedule = service.create_schedule(session, spec, actor=cli_actor())
         data = service.schedule_summary(schedule)
+        warn_unknown_channels(session, schedule.notify, f"schedule {name}")
     if output == OutputFormat.JSON:
         emit_object(data, output)
     else:
@@ -134,6 +135,8 @@ def update(
     with database() as session:
         schedule, changed = service.update_schedule(session, name, changes, actor=cli_actor())
         data = service.schedule_summary(schedule)
+        if "notify" in changed:
+            warn_unknown_channels(session, schedule.notify, f"schedule {name}")
     if output == OutputFormat.JSON:
         emit_object({**data, "changed": changed}, output)
     elif changed:

@@ -8,7 +8,7 @@ import typer
 
 from services.cli.context import database
 from services.cli.remote import remote_api
-from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows
+from services.cli.render import OUTPUT_OPTION, OutputFormat, emit_object, emit_rows, warn_unknown_channels
 from services.core.audit import cli_actor
 from services.core.documents import read_file
 from services.core.workflows import (
@@ -40,6 +40,7 @@ def apply(
     with database() as session:
         workflow, created = apply_workflow(session, definition, actor=cli_actor())
         typer.echo(f"workflow {workflow.name} {'created' if created else 'applied'} (version {workflow.version})")
+        warn_unknown_channels(session, definition, f"workflow {workflow.name}")
 
 
 @app.command("list")

@@ -174,6 +174,17 @@ def list_channels(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def unknown_channels(session: Session, settings: dict[str, Any] | None) -> list[str]:
+    """Channels a workflow's or schedule's `notify` rules name that do not exist (yet): worth a
+    warning when they are applied, since a notification to one fails only when it is due."""
+    names = {rule.get("channel") for rule in (settings or {}).get("notify") or [] if isinstance(rule, dict)}
+    names.discard(None)
+    if not names:
+        return []
+    existing = set(session.scalars(select(Channel.name).where(Channel.name.in_(names))))
+    return sorted(str(name) for name in names - existing)
+
+
 def read_channel(session: Session, name: str, keyring: Keyring) -> ChannelConfig:
     row = session.scalar(select(Channel).where(Channel.name == name))
     if row is None:

@@ -213,3 +213,21 @@ def test_no_secret_in_any_output_or_table(channels, db, wfctl, tmp_path, receive
         assert secret not in text_out
         assert secret not in database
         assert secret.encode().hex() not in database
+
+
+def test_rules_naming_a_channel_that_does_not_exist_are_applied_with_a_warning(channels, db, tmp_path, wfctl) -> None:
+    """Accepted (a channel may be created later), but said at once, not an hour later as a
+    failed notification."""
+    typo = WORKFLOW.replace("channel: team-slack", "channel: team-slak")
+    applied = wfctl("workflows", "apply", "-f", write(tmp_path, "wf.yaml", typo))
+    assert applied.code == 0 and applied.out.startswith("workflow nightly created")
+    assert applied.err.strip() == ("warning: workflow nightly: notify names no channel 'team-slak' yet "
+                                   "(create it: wfctl channels set team-slak -f FILE)")
+    fixed = wfctl("workflows", "apply", "-f", write(tmp_path, "wf.yaml", WORKFLOW))
+    assert fixed.code == 0 and fixed.err == ""
+    created = wfctl("schedules", "create", "a", "--workflow", "nightly", "--cron", "0 2 * * *",
+                    "--notify", '[{"on": ["late"], "channel": "pager"}]')
+    assert created.code == 0 and "schedule a: notify names no channel 'pager' yet" in created.err
+    manifest = "kind: Workflow\n" + WORKFLOW.replace("name: nightly", "name: other").replace("ops-hook", "ghost")
+    declared = wfctl("apply", "-f", write(tmp_path, "fleet.yaml", manifest))
+    assert declared.code == 0 and "workflow other: notify names no channel 'ghost' yet" in declared.err
