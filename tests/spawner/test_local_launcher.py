@@ -177,6 +177,19 @@ def test_a_runner_killed_by_a_signal_without_a_name_still_ends(tmp_path, templat
         launcher.close()
 
 
+def launched_and_recorded(launcher: LocalLauncher, job, runs_dir):
+    """Launch `job` and wait (bounded) until its runner is up and its pid recorded; its process."""
+    import time
+
+    name = job.metadata.name
+    assert launcher.launch(job) is True
+    for _ in range(100):
+        if (runs_dir / f"{name}.pid").exists():
+            break
+        time.sleep(0.05)
+    return launcher._runs[name].process
+
+
 def test_a_restarted_spawner_adopts_the_runs_of_its_predecessor(tmp_path, template):
     """At most one runner per execution on one machine, across a spawner restart."""
     import time
@@ -187,12 +200,7 @@ def test_a_restarted_spawner_adopts_the_runs_of_its_predecessor(tmp_path, templa
     before = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir)
     after = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir)
     try:
-        assert before.launch(job) is True
-        for _ in range(100):  # bounded: until the runner is up and recorded
-            if (runs_dir / f"{name}.pid").exists():
-                break
-            time.sleep(0.05)
-        original = before._runs[name].process
+        original = launched_and_recorded(before, job, runs_dir)
 
         assert after.launch(job) is False  # the same Job again, from a new spawner: adopted
         assert after._runs[name].process is None
@@ -224,12 +232,7 @@ def test_deleting_an_adopted_runner_stops_its_process(tmp_path, template):
     before = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir)
     after = LocalLauncher(script(tmp_path, SLEEPING), poll_seconds=0.05, runs_dir=runs_dir, grace_seconds=2)
     try:
-        assert before.launch(job) is True
-        for _ in range(100):  # bounded: until the runner is up and recorded
-            if (runs_dir / f"{name}.pid").exists():
-                break
-            time.sleep(0.05)
-        original = before._runs[name].process
+        original = launched_and_recorded(before, job, runs_dir)
         assert after.launch(job) is False and after._runs[name].adopted_pid == original.pid
         after.delete(name)
         assert original.wait(timeout=10) is not None  # the runner was stopped
