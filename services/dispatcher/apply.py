@@ -29,7 +29,7 @@ from services.dispatcher import schedules as schedule_service
 KINDS = ("Workflow", "Schedule")
 SCHEDULE_KEYS = (
     "kind", "name", "workflow", "cron", "every", "at", "start_at", "end_at", "timezone", "input",
-    "catchup", "catchup_window_seconds", "overlap", "jitter_seconds", "paused",
+    "catchup", "catchup_window_seconds", "overlap", "jitter_seconds", "paused", "notify",
 )
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

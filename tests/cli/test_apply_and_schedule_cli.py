@@ -256,3 +256,23 @@ def test_apply_reads_manifests_from_standard_input(db, wfctl, monkeypatch) -> No
     monkeypatch.setattr("sys.stdin", UnreadableInput(OSError(9, "Bad file descriptor")))
     refused = wfctl("apply", "-f", "-")
     assert refused.code == 2 and refused.err.startswith("error: file: cannot read standard input"), refused.err
+
+
+def test_schedule_documents_take_notify_rules(db, wfctl, tmp_path: Path) -> None:
+    manifest = tmp_path / "fleet.yaml"
+    rules = "notify: {notify: [{on: [late], channel: pager}], late_after: 5m}\n"
+    manifest.write_text(WORKFLOW_DOC + "---\nkind: Schedule\nname: s\nworkflow: report\ncron: '0 9 * * *'\n" + rules)
+    applied = wfctl("apply", "-f", str(manifest))
+    assert applied.code == 0, applied.err
+    assert "schedule s: notify names no channel 'pager' yet" in applied.err  # accepted, with a warning
+    shown = wfctl("schedules", "show", "s", "-o", "json").json()
+    assert shown["notify"] == {"notify": [{"on": ["late"], "channel": "pager"}], "late_after": "5m"}
+    manifest.write_text(WORKFLOW_DOC + "---\nkind: Schedule\nname: s\nworkflow: report\ncron: '0 9 * * *'\n"
+                        "notify: [{on: [missed], channel: pager}]\n")
+    assert "changed" in wfctl("apply", "-f", str(manifest)).out
+    assert wfctl("schedules", "show", "s", "-o", "json").json()["notify"] == {"notify": [{"on": ["missed"], "channel": "pager"}]}
+    manifest.write_text(WORKFLOW_DOC + "---\nkind: Schedule\nname: s\nworkflow: report\ncron: '0 9 * * *'\n"
+                        "notify: [{on: [never], channel: pager}]\n")
+    bad = wfctl("apply", "-f", str(manifest))
+    assert bad.code == 2 and bad.err.startswith("error: "), bad.err
+    assert "notify" in bad.err and "'never' is not one of" in bad.err
