@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +22,8 @@ from services.core.settings import ConsoleSettings
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
+#: What the API docs page loads from the Swagger UI package.
+SWAGGER_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css"})
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
     "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
@@ -155,7 +157,15 @@ def create_app(settings: ConsoleSettings, database_url: str) -> FastAPI:
     app.add_middleware(RequestGuard)  # outermost: before any route, body parsing or authentication
     app.include_router(api.router)
     app.include_router(web.router)
-    app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")
+    @app.get("/static/swagger/{name}", include_in_schema=False)
+    def swagger_file(name: str, request: Request) -> Response:
+        """The API docs' files, behind authentication like the docs page (the sign-in page needs
+        only the console's own CSS and script, which stay public)."""
+        api.request_principal(request)
+        if name not in SWAGGER_FILES:
+            raise StarletteHTTPException(404, "Not Found")
+        return FileResponse(Path(_swagger_dir()) / name, headers={"Cache-Control": "private, max-age=3600"})
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -323,3 +323,20 @@ def test_changes_are_shown_beside_the_runs_tokens_and_integrations_they_touched(
         integrations = browser.get("/integrations").text
         assert "integration.create" in integrations and "cli:ops" in integrations
         assert SECRET_VALUE not in integrations
+
+
+def test_only_the_sign_in_pages_own_files_are_public(console: Console) -> None:
+    """The sign-in page needs the console's CSS and script; the API docs' files need a sign-in."""
+    with console.client() as anonymous:
+        assert anonymous.get("/static/console.css").status_code == 200
+        assert anonymous.get("/static/console.js").status_code == 200
+        hidden = anonymous.get("/static/swagger/swagger-ui-bundle.js")
+        assert hidden.status_code == 303 and hidden.headers["location"].startswith("/login")
+    with console.client("viewer") as viewer:
+        bundle = viewer.get("/static/swagger/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        assert viewer.get("/static/swagger/swagger-ui.css").status_code == 200
+        assert viewer.get("/static/swagger/index.html").status_code == 404  # only what the docs page loads
+        assert "swagger-ui-bundle.js" in viewer.get("/api/docs").text
+    with signed_in(console, "viewer") as browser:  # the docs page in a browser: the session cookie
+        assert browser.get("/static/swagger/swagger-ui.css").status_code == 200
