@@ -330,7 +330,7 @@ def workflow_page(name: str, request: Request) -> Response:
         runs = queries.workflow_durations(session, workflow.id, 50)
         recent = queries.execution_page(session, workflow=name, limit=10).items
         schedules = [s for s in list_schedules(session) if s.workflow_id == workflow.id]
-        events = [audit.event_row(e) for e in audit.list_events(session, "workflow", name, limit=20)]
+        events = _changes(session, "workflow", name)
     chart = charts.duration_chart(runs)
     return render(
         request,
@@ -373,7 +373,7 @@ def schedule_page(name: str, request: Request) -> Response:
         )
         recent = queries.execution_page(session, schedule=name, limit=15).items
         ledger = schedule_history(session, name, None, None, limit=20)
-        events = [audit.event_row(e) for e in audit.list_events(session, "schedule", name, limit=20)]
+        events = _changes(session, "schedule", name)
         workflow_name = schedule.workflow.name
     strip = charts.calendar_strip(week, schedule.timezone, now)
     zone = ZoneInfo(schedule.timezone)
@@ -436,6 +436,11 @@ def executions_page(
     )
 
 
+def _changes(session: Any, kind: str, target: str | None = None) -> list[dict[str, Any]]:
+    """The newest audit entries of an object (or of a kind), shown beside it."""
+    return [audit.event_row(e) for e in audit.list_events(session, kind, target, limit=20)]
+
+
 @router.get("/executions/{execution_id}", response_class=HTMLResponse)
 def execution_page(execution_id: str, request: Request) -> Response:
     from services.core.executions import find_execution
@@ -450,7 +455,7 @@ def execution_page(execution_id: str, request: Request) -> Response:
         detail = execution_detail(execution)
         names = queries.schedule_names(session)
         definition_steps = {s["id"]: s for s in execution.workflow.definition.get("steps", [])}
-        events = [audit.event_row(e) for e in audit.list_events(session, "execution", str(execution.id), limit=20)]
+        events = _changes(session, "execution", str(execution.id))
     # Steps not started yet are shown as pending rows, so the timeline has the whole workflow.
     seen = {step["id"] for step in detail["steps"]}
     planned = (
@@ -507,7 +512,7 @@ def integrations_page(request: Request) -> Response:
     viewer = require_viewer(request)
     with state_of(request).db() as session:
         rows = list_integrations(session)
-        events = [audit.event_row(e) for e in audit.list_events(session, "integration", limit=20)]
+        events = _changes(session, "integration")
     return render(request, "integrations.html", viewer, integrations=rows, events=events, nav="integrations")
 
 
@@ -539,12 +544,9 @@ def tokens_page(request: Request) -> Response:
     require(viewer.principal, Role.ADMIN)
     with state_of(request).db() as session:
         rows = list_tokens(session)
-        events = _token_events(session)
+        events = _changes(session, "token")
     return render(request, "tokens.html", viewer, tokens=rows, created=None, events=events, nav="tokens")
 
-
-def _token_events(session: Any) -> list[dict[str, Any]]:
-    return [audit.event_row(e) for e in audit.list_events(session, "token", limit=20)]
 
 
 @router.post("/tokens", response_class=HTMLResponse)
@@ -565,7 +567,7 @@ def tokens_create(request: Request, name: str = Form(""), role: str = Form(""), 
         error = f"{failure.field}: {failure.message}"
     with state_of(request).db() as session:
         rows = list_tokens(session)
-        events = _token_events(session)
+        events = _changes(session, "token")
     return render(
         request,
         "tokens.html",

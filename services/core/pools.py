@@ -33,17 +33,17 @@ def set_pool(session: Session, name: str, slots: int, *, actor: str = audit.SYST
     """Create the pool or change its slots; True when created. The caller commits."""
     check_pool(name, slots)
     existing = session.get(Pool, name)
-    existed, before = existing is not None, existing.slots if existing is not None else None
+    before = existing.slots if existing is not None else None
     session.execute(
         insert(Pool)
         .values(name=name, slots=slots)
         .on_conflict_do_update(index_elements=[Pool.name], set_={"slots": slots, "updated_at": datetime.now(UTC)})
     )
-    if not existed:
+    if existing is None:
         audit.record(session, actor, "pool.create", "pool", name, {"slots": slots})
     elif before != slots:
         audit.record(session, actor, "pool.update", "pool", name, {"slots": slots, "was": before})
-    return not existed
+    return existing is None
 
 
 def pool_exists(session: Session, name: str) -> bool:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -25,6 +25,7 @@ from services.contract import CLAIMABLE_STATUSES, RUNNER_APPLICATION_NAME, Execu
 from services.core.settings import libpq_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def now_utc() -> datetime:
@@ -74,19 +75,22 @@ def _open(database_url: str, application_name: str) -> psycopg.Connection[Any]:
     )
 
 
-def _open_patiently(database_url: str, application_name: str) -> psycopg.Connection[Any]:
-    """The run's first connection, tried for up to RECONNECT_SECONDS: a database that is briefly
-    unreachable or full ("too many clients") when the Job starts is a platform fault, and a
-    runner that gave up at once would fail the run without a word on its record."""
+def _patiently(attempt: Callable[[], T], errors: tuple[type[Exception], ...], warning: str,
+               between: Callable[[], None] = lambda: None) -> T:
+    """`attempt()`, tried again after `errors` (doubling pauses up to 2 s) for up to
+    RECONNECT_SECONDS, then the last error is raised. A database that is unreachable, full or
+    restarting is a platform fault: it must not fail the run (issue 15). `between` runs after
+    each failure (e.g. closing a broken connection)."""
     deadline = time.monotonic() + RECONNECT_SECONDS
     delay = 0.1
     while True:
         try:
-            return _open(database_url, application_name)
-        except psycopg.OperationalError as error:
+            return attempt()
+        except errors as error:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("runner cannot reach the database yet; trying again", extra={"error": str(error)[:200]})
+            log.warning(warning, extra={"error": str(error)[:200]})
+            between()
             time.sleep(delay)
             delay = min(2.0, delay * 2)
 
@@ -106,7 +110,13 @@ class RunStore:
     def connect(cls, database_url: str, execution_id: uuid.UUID) -> Iterator[RunStore]:
         """One connection for the run, named `wfr-runner <execution-id>` in pg_stat_activity."""
         application_name = f"{RUNNER_APPLICATION_NAME} {execution_id}"
-        store = cls(_open_patiently(database_url, application_name), database_url, application_name)
+        # The first connection too: a database briefly unreachable or full ("too many clients")
+        # when the Job starts must not fail the run without a word on its record.
+        connection = _patiently(
+            lambda: _open(database_url, application_name), (psycopg.OperationalError,),
+            "runner cannot reach the database yet; trying again",
+        )
+        store = cls(connection, database_url, application_name)
         try:
             yield store
         finally:
@@ -118,23 +128,19 @@ class RunStore:
         RECONNECT_SECONDS. A lost connection is a platform fault: it must not fail the run
         (issue 15). Statements are autocommitted one by one, and a terminated connection fails
         the next statement before it runs, so running it again does not apply it twice."""
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        delay = 0.1
-        while True:
+
+        def run() -> psycopg.Cursor[Any]:
+            if self._conn.closed or self._conn.broken:
+                self._conn = _open(self._database_url, self._application_name)
+            return self._conn.execute(query, params)
+
+        def close() -> None:
             try:
-                if self._conn.closed or self._conn.broken:
-                    self._conn = _open(self._database_url, self._application_name)
-                return self._conn.execute(query, params)
-            except psycopg.OperationalError as error:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("runner lost its database connection; reconnecting", extra={"error": str(error)[:200]})
-                try:
-                    self._conn.close()
-                except psycopg.Error:
-                    pass
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
+                self._conn.close()
+            except psycopg.Error:
+                pass
+
+        return _patiently(run, (psycopg.OperationalError,), "runner lost its database connection; reconnecting", close)
 
     def claim(self, execution_id: uuid.UUID) -> bool:
         """pending/starting → running, atomically; False when someone else got there first."""
@@ -252,23 +258,16 @@ class RunStore:
         from services.core.executions import finish_execution
         from services.notify.events import execution_finished
 
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        delay = 0.1
-        while True:
-            try:
-                with session_scope(self._database_url, self._application_name) as session:
-                    finished = finish_execution(
-                        session, execution_id, ExecutionStatus(status), error=error, output=output,
-                        from_statuses=(ExecutionStatus.RUNNING.value,),
-                    )
-                    if finished:
-                        execution_finished(session, execution_id)
-                    return finished
-            except OperationalError as failure:
-                # Nothing was committed (or it was, and the conditional update finds the run
-                # ended): trying again is safe, and losing the result is not.
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("could not record the result; retrying", extra={"error": str(failure)[:200]})
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
+        def record() -> bool:
+            with session_scope(self._database_url, self._application_name) as session:
+                finished = finish_execution(
+                    session, execution_id, ExecutionStatus(status), error=error, output=output,
+                    from_statuses=(ExecutionStatus.RUNNING.value,),
+                )
+                if finished:
+                    execution_finished(session, execution_id)
+                return finished
+
+        # Nothing was committed (or it was, and the conditional update finds the run ended):
+        # trying again is safe, and losing the result is not.
+        return _patiently(record, (OperationalError,), "could not record the result; retrying")

@@ -138,10 +138,9 @@ def evaluate_condition(condition: str | bool, context: Mapping[str, Any], field:
     if isinstance(condition, bool):
         return condition
     text = condition.strip()
-    if text.lower() in FALSE_STRINGS:  # `if: ""`, `if: "no"`: the words, not names to look up
-        return False
-    if text.lower() in TRUE_STRINGS:
-        return True
+    word = text.lower()
+    if word in FALSE_STRINGS or word in TRUE_STRINGS:  # `if: ""`, `if: "no"`: words, not names to look up
+        return word in TRUE_STRINGS
     if has_template(text):
         return truthy(render_string(text, context, field))
     return truthy(evaluate(text, context, field))
